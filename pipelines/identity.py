@@ -1,0 +1,115 @@
+"""Deterministic event ids.
+
+Rule: an event's identity is (pbx, fact type, fact content, occurrence).
+- *Fact content* is the event's own payload without the keys that depend on how it was
+  delivered (call context added by enrichment, ``session_id``, ``root``, origin IPs), as
+  canonical JSON. The resume cache holds un-enriched events and the webhook enriched ones,
+  so both must hash alike. ``call_incoming`` and ``call_created`` are one fact type.
+- *Occurrence* tells apart genuinely repeated identical facts (``call_ringing`` on every
+  queue retry carries the same payload). A delivery with a dispatch instant (the webhook
+  ``timestamp``, the resume cache's ``timestamp``, a 1.0 ``sequence``) that was seen before
+  is the same occurrence: a redelivery. Otherwise a delivery joins the earliest occurrence
+  not yet delivered on the same (channel, target); the target is the webhook envelope
+  ``call_id``, so the 2-3 by-design deliveries of ``call_bridged`` or supervisor events to
+  different legs collapse into one event, while a second ``call_ringing`` to the same call
+  becomes occurrence 1. Live WebSocket frames and webhook bodies of the same event meet on
+  the same occurrence because both channels carry one call's events in dispatch order.
+The occurrence table is bounded (LRU by fact); after a restart it starts empty, so a replay
+of a fact whose earlier repetitions have been forgotten is counted from 0 again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pipelines.catalog import ALIASES
+
+# Keys whose presence or value depends on the delivery path, not on the fact.
+DELIVERY_KEYS = frozenset(
+    {
+        "session_id",
+        "caller",
+        "callee",
+        "caller_name",
+        "callee_name",
+        "ani",
+        "dnis",
+        "direction",
+        "trunk",
+        "app_id",
+        "routing_target",
+        "agent_id",
+        "agent_name",
+        "root",
+        "root_call_id",
+        "src_ip",
+        "client_ip",
+        "event_type",
+    }
+)
+
+
+def fact_key(pbx: str, event_type: str, payload: Mapping[str, Any]) -> bytes:
+    """Hash of what the event says, independent of delivery path and enrichment."""
+    fact = {
+        k: v for k, v in payload.items() if k not in DELIVERY_KEYS and not k.startswith("envelope_")
+    }
+    text = json.dumps(fact, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    h = hashlib.sha256()
+    h.update(pbx.encode())
+    h.update(b"\x00")
+    h.update(ALIASES.get(event_type, event_type).encode())
+    h.update(b"\x00")
+    h.update(text.encode("utf-8", "surrogatepass"))
+    return h.digest()
+
+
+def event_id(key: bytes, occurrence: int) -> str:
+    """32 hex characters from the fact key and the occurrence number."""
+    return hashlib.sha256(key + occurrence.to_bytes(8, "big")).hexdigest()[:32]
+
+
+@dataclass(slots=True)
+class _Occurrence:
+    instants: set[str] = field(default_factory=set)
+    deliveries: set[tuple[str, str]] = field(default_factory=set)
+
+
+class OccurrenceTracker:
+    """Assigns occurrence numbers to deliveries of identical facts (see module docstring)."""
+
+    def __init__(self, max_facts: int = 1_000_000) -> None:
+        self._facts: OrderedDict[bytes, list[_Occurrence]] = OrderedDict()
+        self._max = max_facts
+
+    def __len__(self) -> int:
+        return len(self._facts)
+
+    def assign(self, key: bytes, channel: str, target: str, instant: str | None) -> int:
+        occs = self._facts.get(key)
+        if occs is None:
+            occs = []
+            self._facts[key] = occs
+            if len(self._facts) > self._max:
+                self._facts.popitem(last=False)
+        else:
+            self._facts.move_to_end(key)
+        delivery = (channel, target)
+        chosen: int | None = None
+        if instant is not None:
+            chosen = next((i for i, o in enumerate(occs) if instant in o.instants), None)
+        if chosen is None:
+            chosen = next((i for i, o in enumerate(occs) if delivery not in o.deliveries), None)
+        if chosen is None:
+            occs.append(_Occurrence())
+            chosen = len(occs) - 1
+        occ = occs[chosen]
+        occ.deliveries.add(delivery)
+        if instant is not None:
+            occ.instants.add(instant)
+        return chosen

@@ -1,0 +1,107 @@
+"""Both sides of the event-id rule: same event -> same id; different events -> different ids."""
+
+import json
+from datetime import UTC, datetime
+
+from pipelines.ingest import BodyConverter
+
+NOW = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
+
+
+def webhook(event_type: str, ts: str, event: dict, call_id: str = "C") -> bytes:  # type: ignore[type-arg]
+    return json.dumps(
+        {
+            "rwi": "1.0",
+            "timestamp": ts,
+            "call_id": call_id,
+            "event_type": event_type,
+            "event": {"event_type": event_type, **event},
+        }
+    ).encode()
+
+
+def ids(converter: BodyConverter, raw: bytes, source: str = "webhook") -> list[str]:
+    return [e.event_id for e in converter.convert(raw, source=source, received_at=NOW).events]
+
+
+RINGING = {"call_id": "C", "session_id": "C", "direction": "inbound"}
+
+
+def test_redelivered_body_keeps_its_id() -> None:
+    c = BodyConverter("pbx")
+    body = webhook("call_ringing", "2026-08-22T15:33:10.1Z", RINGING)
+    assert ids(c, body) == ids(c, body)
+
+
+def test_identical_ringing_on_queue_retries_are_two_events() -> None:
+    c = BodyConverter("pbx")
+    first = ids(c, webhook("call_ringing", "2026-08-22T15:33:10.1Z", RINGING))
+    second = ids(c, webhook("call_ringing", "2026-08-22T15:33:40.1Z", RINGING))
+    assert first != second
+    # ...and replaying both again maps onto the same two ids
+    assert ids(c, webhook("call_ringing", "2026-08-22T15:33:40.1Z", RINGING)) == second
+
+
+def test_by_design_duplicate_deliveries_collapse() -> None:
+    c = BodyConverter("pbx")
+    bridged = {"leg_a": "A", "leg_b": "B"}
+    to_a = ids(c, webhook("call_bridged", "2026-08-22T15:33:10.000001Z", bridged, "A"))
+    to_b = ids(c, webhook("call_bridged", "2026-08-22T15:33:10.000002Z", bridged, "B"))
+    assert to_a == to_b
+    # a later re-bridge of the same legs is a new event
+    again = ids(c, webhook("call_bridged", "2026-08-22T15:35:00Z", bridged, "A"))
+    assert again != to_a
+
+
+def test_webhook_live_ws_and_resume_replay_agree() -> None:
+    c = BodyConverter("pbx")
+    ts = "2026-08-22T15:33:10.123456789+00:00"
+    from_webhook = ids(c, webhook("call_ringing", ts, RINGING))
+    live = ids(c, json.dumps({"event_type": "call_ringing", **RINGING}).encode(), "ws")
+    replay = json.dumps(
+        {
+            "type": "command_completed",
+            "action": "session.resume",
+            "action_id": "r",
+            "data": {
+                "events": [
+                    {
+                        "timestamp": ts,
+                        "call_id": "C",
+                        "event": {
+                            "event_type": "call_ringing",
+                            "call_id": "C",
+                            "payload": {"event_type": "call_ringing", "call_id": "C"},
+                        },
+                    }
+                ]
+            },
+        }
+    )
+    replayed = ids(c, replay.encode(), "ws")
+    assert from_webhook == live == replayed
+
+
+def test_different_pbx_or_content_gives_different_ids() -> None:
+    body = webhook("call_hangup", "2026-08-22T15:33:10Z", {"call_id": "C", "reason": "caller"})
+    other = webhook("call_hangup", "2026-08-22T15:33:10Z", {"call_id": "C", "reason": "callee"})
+    assert ids(BodyConverter("a"), body) != ids(BodyConverter("b"), body)
+    c = BodyConverter("a")
+    assert ids(c, body) != ids(c, other)
+
+
+def test_v1_sequence_identifies_redeliveries() -> None:
+    c = BodyConverter("pbx")
+    body = json.dumps(
+        {
+            "rwi": "1.0",
+            "sequence": 7,
+            "timestamp": 1716212345,
+            "call_id": "C",
+            "event_type": "dtmf",
+            "event": {"call_id": "C", "digit": "1"},
+        }
+    ).encode()
+    again = body.replace(b'"sequence": 7', b'"sequence": 9')
+    assert ids(c, body) == ids(c, body)
+    assert ids(c, again) != ids(c, body)  # the same digit pressed again
