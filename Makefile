@@ -1,0 +1,36 @@
+# Task runner. `make demo` and `make test` each install what they need first.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: setup kafka-jars demo test lint bench clean-data
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev,dagster]'
+	@touch $(STAMP)
+
+kafka-jars: setup
+	@if [ -z "$$KAFKA_BOOTSTRAP_SERVERS" ]; then $(BIN)/rwi-etl kafka fetch; fi
+
+demo: setup kafka-jars
+	$(BIN)/rwi-etl demo
+
+test: setup kafka-jars
+	$(BIN)/pytest
+
+lint: setup
+	$(BIN)/ruff check pipelines connectors dagster_project tests bench
+	$(BIN)/mypy pipelines connectors
+
+bench: setup kafka-jars
+	@for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+clean-data:
+	@echo "removes ./data (lake, DuckDB, local broker data) — stop the broker first"
+	rm -rf data

@@ -1,0 +1,16 @@
+"""The list of subcommands; each module registers its own parser and handler."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+
+from . import cmd_catalog, cmd_demo, cmd_kafka
+
+Registrar = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
+
+REGISTRARS: list[Registrar] = [
+    cmd_kafka.register,
+    cmd_catalog.register,
+    cmd_demo.register,
+]
