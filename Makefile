@@ -25,7 +25,7 @@ test: setup kafka-jars
 	$(BIN)/pytest
 
 lint: setup
-	$(BIN)/ruff check pipelines connectors dagster_project tests bench
+	$(BIN)/ruff check .
 	$(BIN)/mypy pipelines connectors
 
 bench: setup kafka-jars
