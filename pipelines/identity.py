@@ -75,41 +75,49 @@ def event_id(key: bytes, occurrence: int) -> str:
 
 
 @dataclass(slots=True)
-class _Occurrence:
-    instants: set[str] = field(default_factory=set)
-    deliveries: set[tuple[str, str]] = field(default_factory=set)
+class _Fact:
+    """Occurrences of one fact: which instants and (channel, target) deliveries each has."""
+
+    count: int = 0
+    by_instant: dict[str, int] = field(default_factory=dict)
+    delivered: dict[tuple[str, str], set[int]] = field(default_factory=dict)
+    cursor: dict[tuple[str, str], int] = field(default_factory=dict)
 
 
 class OccurrenceTracker:
-    """Assigns occurrence numbers to deliveries of identical facts (see module docstring)."""
+    """Assigns occurrence numbers to deliveries of identical facts (see module docstring).
+
+    Each step is O(1) amortized: per (channel, target) a cursor skips occurrences that
+    delivery path has already seen, so a fact repeated n times costs O(n) in all.
+    """
 
     def __init__(self, max_facts: int = 1_000_000) -> None:
-        self._facts: OrderedDict[bytes, list[_Occurrence]] = OrderedDict()
+        self._facts: OrderedDict[bytes, _Fact] = OrderedDict()
         self._max = max_facts
 
     def __len__(self) -> int:
         return len(self._facts)
 
     def assign(self, key: bytes, channel: str, target: str, instant: str | None) -> int:
-        occs = self._facts.get(key)
-        if occs is None:
-            occs = []
-            self._facts[key] = occs
+        fact = self._facts.get(key)
+        if fact is None:
+            fact = _Fact()
+            self._facts[key] = fact
             if len(self._facts) > self._max:
                 self._facts.popitem(last=False)
         else:
             self._facts.move_to_end(key)
         delivery = (channel, target)
-        chosen: int | None = None
-        if instant is not None:
-            chosen = next((i for i, o in enumerate(occs) if instant in o.instants), None)
+        seen = fact.delivered.setdefault(delivery, set())
+        chosen = fact.by_instant.get(instant) if instant is not None else None
         if chosen is None:
-            chosen = next((i for i, o in enumerate(occs) if delivery not in o.deliveries), None)
-        if chosen is None:
-            occs.append(_Occurrence())
-            chosen = len(occs) - 1
-        occ = occs[chosen]
-        occ.deliveries.add(delivery)
+            chosen = fact.cursor.get(delivery, 0)
+            while chosen in seen:
+                chosen += 1
+            fact.cursor[delivery] = chosen + 1
+            if chosen >= fact.count:
+                fact.count = chosen + 1
+        seen.add(chosen)
         if instant is not None:
-            occ.instants.add(instant)
+            fact.by_instant[instant] = chosen
         return chosen
