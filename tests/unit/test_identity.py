@@ -105,3 +105,14 @@ def test_v1_sequence_identifies_redeliveries() -> None:
     again = body.replace(b'"sequence": 7', b'"sequence": 9')
     assert ids(c, body) == ids(c, body)
     assert ids(c, again) != ids(c, body)  # the same digit pressed again
+
+
+def test_many_repetitions_get_consecutive_occurrences() -> None:
+    from pipelines.identity import OccurrenceTracker
+
+    tracker = OccurrenceTracker()
+    got = [tracker.assign(b"k", "ws", "", None) for _ in range(5000)]
+    assert got == list(range(5000))
+    # the webhook copies of the same 5000 events join them one by one, by arrival order
+    assert [tracker.assign(b"k", "webhook", "C", f"t{i}") for i in range(5000)] == got
+    assert tracker.assign(b"k", "webhook", "C", "t42") == 42  # a redelivery
