@@ -17,9 +17,10 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from fastavro import parse_schema, schemaless_reader, schemaless_writer
+from fastavro import parse_schema, schemaless_reader
 from fastavro.schema import fingerprint, load_schema, to_parsing_canonical_form
 
+from pipelines.avro_writer import compile_writer
 from pipelines.errors import SchemaError
 
 SINGLE_OBJECT_MAGIC = b"\xc3\x01"
@@ -30,12 +31,13 @@ SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
 
 @dataclass(frozen=True, slots=True)
 class AvroSchema:
-    """A parsed schema with its identity."""
+    """A parsed schema with its identity and a compiled binary writer."""
 
     name: str
     parsed: Any
     canonical: str
     fingerprint: bytes  # 8 bytes, little-endian as framed
+    writer: Callable[[Mapping[str, Any], bytearray], None]
 
     @property
     def fingerprint_hex(self) -> str:
@@ -53,8 +55,7 @@ def _crc64_le(canonical: str) -> bytes:
 def schema_from_dict(schema: Mapping[str, Any], named: dict[str, Any] | None = None) -> AvroSchema:
     """Parse an in-memory schema (used by compatibility tests and the registry path)."""
     parsed: Any = parse_schema(dict(schema), named_schemas=named if named is not None else {})
-    canonical = to_parsing_canonical_form(parsed)
-    return AvroSchema(str(parsed["name"]), parsed, canonical, _crc64_le(canonical))
+    return _build(str(parsed["name"]), parsed)
 
 
 @cache
@@ -63,9 +64,22 @@ def load(name: str, schema_dir: Path = SCHEMA_DIR) -> AvroSchema:
     path = schema_dir / f"{name}.avsc"
     if not path.exists():
         raise SchemaError(f"no schema file {path}")
-    parsed = load_schema(str(path))
+    return _build(name, load_schema(str(path)))
+
+
+def _build(name: str, parsed: Any) -> AvroSchema:
     canonical = to_parsing_canonical_form(parsed)
-    return AvroSchema(name, parsed, canonical, _crc64_le(canonical))
+    writer = compile_writer(_strip_private(parsed))
+    return AvroSchema(name, parsed, canonical, _crc64_le(canonical), writer)
+
+
+def _strip_private(node: Any) -> Any:
+    """fastavro's parsed schema without its ``__`` bookkeeping keys: plain Avro JSON."""
+    if isinstance(node, dict):
+        return {k: _strip_private(v) for k, v in node.items() if not k.startswith("__")}
+    if isinstance(node, list):
+        return [_strip_private(v) for v in node]
+    return node
 
 
 def raw_definition(name: str, schema_dir: Path = SCHEMA_DIR) -> dict[str, Any]:
@@ -91,14 +105,13 @@ class SchemaStore:
 
 def encode(schema: AvroSchema, record: Mapping[str, Any]) -> bytes:
     """Single-object encoding of one record."""
-    buf = io.BytesIO()
-    buf.write(SINGLE_OBJECT_MAGIC)
-    buf.write(schema.fingerprint)
+    out = bytearray(SINGLE_OBJECT_MAGIC)
+    out += schema.fingerprint
     try:
-        schemaless_writer(buf, schema.parsed, record)
-    except (ValueError, TypeError, KeyError, AttributeError) as exc:
-        raise SchemaError(f"record does not match {schema.name}: {exc}") from exc
-    return buf.getvalue()
+        schema.writer(record, out)
+    except (ValueError, TypeError, KeyError, AttributeError, UnicodeError) as exc:
+        raise SchemaError(f"record does not match {schema.name}: {exc!r}") from exc
+    return bytes(out)
 
 
 ConfluentLookup = Callable[[int], AvroSchema]
@@ -143,12 +156,4 @@ def decode(
 
 def expanded_json(schema: AvroSchema) -> str:
     """The schema as standalone JSON with named types inlined (for a schema registry)."""
-
-    def strip(node: Any) -> Any:
-        if isinstance(node, dict):
-            return {k: strip(v) for k, v in node.items() if not k.startswith("__")}
-        if isinstance(node, list):
-            return [strip(v) for v in node]
-        return node
-
-    return json.dumps(strip(schema.parsed))
+    return json.dumps(_strip_private(schema.parsed))

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import orjson
+
 
 @dataclass(frozen=True, slots=True)
 class CanonicalEvent:
@@ -96,6 +98,17 @@ class DeadLetter:
         }
 
 
+def canonical_json_bytes(value: Any) -> bytes:
+    """Stable JSON (sorted keys, no spaces) as UTF-8 bytes."""
+    try:
+        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS, default=str)
+    except TypeError:  # integers beyond 64 bits: the exact, slower path
+        text = json.dumps(
+            value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str
+        )
+        return text.encode("utf-8", "surrogatepass")
+
+
 def canonical_json(value: Any) -> str:
     """Stable JSON text used for ``extra`` and JSON-typed fields."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return canonical_json_bytes(value).decode("utf-8", "surrogatepass")

@@ -21,13 +21,13 @@ of a fact whose earlier repetitions have been forgotten is counted from 0 again.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from pipelines.catalog import ALIASES
+from pipelines.events import canonical_json_bytes
 
 # Keys whose presence or value depends on the delivery path, not on the fact.
 DELIVERY_KEYS = frozenset(
@@ -59,13 +59,13 @@ def fact_key(pbx: str, event_type: str, payload: Mapping[str, Any]) -> bytes:
     fact = {
         k: v for k, v in payload.items() if k not in DELIVERY_KEYS and not k.startswith("envelope_")
     }
-    text = json.dumps(fact, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    text = canonical_json_bytes(fact)
     h = hashlib.sha256()
     h.update(pbx.encode())
     h.update(b"\x00")
     h.update(ALIASES.get(event_type, event_type).encode())
     h.update(b"\x00")
-    h.update(text.encode("utf-8", "surrogatepass"))
+    h.update(text)
     return h.digest()
 
 

@@ -18,11 +18,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import orjson
+
 from pipelines.catalog import CATALOG
 from pipelines.errors import ParseError
 from pipelines.timeparse import parse_timestamp
 
 MAX_EVENTS_PER_BODY = 10_000
+# orjson reads integers beyond 64 bits as floats; such bodies take the exact (slower) path.
+_HUGE_INT = re.compile(rb"\d{19}")
 _TYPE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,127}$")
 _ENVELOPE_KEYS = {"rwi", "timestamp", "call_id", "event_type", "event", "sequence"}
 # Keys that make a type-less flat object recognisably an RWI event (1.0 WS frames).
@@ -49,20 +53,22 @@ class ParsedEvent:
 
 def parse_body(raw: bytes | str, *, source: str, received_at: datetime) -> list[ParsedEvent]:
     """Parse one HTTP body or WebSocket frame into events (possibly none, for command acks)."""
-    if isinstance(raw, bytes | bytearray):
-        try:
-            text = bytes(raw).decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise ParseError("invalid_utf8", str(exc)) from exc
-    else:
-        text = raw
-    if not text.strip():
+    data = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else bytes(raw)
+    if not data.strip():
         raise ParseError("empty_body")
     try:
-        doc = json.loads(text)
-    except (json.JSONDecodeError, RecursionError) as exc:
+        doc = orjson.loads(data) if _HUGE_INT.search(data) is None else _exact_loads(data)
+    except (orjson.JSONDecodeError, ValueError, RecursionError) as exc:
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError as bad_utf8:
+            raise ParseError("invalid_utf8", str(bad_utf8)) from exc
         raise ParseError("invalid_json", str(exc)[:200]) from exc
     return parse_document(doc, source=source, received_at=received_at)
+
+
+def _exact_loads(data: bytes) -> Any:
+    return json.loads(data.decode("utf-8"))
 
 
 def parse_document(doc: Any, *, source: str, received_at: datetime) -> list[ParsedEvent]:
