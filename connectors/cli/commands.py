@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
-from . import cmd_catalog, cmd_demo, cmd_kafka
+from . import cmd_catalog, cmd_demo, cmd_ingest, cmd_kafka, cmd_simulate
 
 Registrar = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
 
@@ -13,4 +13,6 @@ REGISTRARS: list[Registrar] = [
     cmd_kafka.register,
     cmd_catalog.register,
     cmd_demo.register,
+    cmd_simulate.register,
+    cmd_ingest.register,
 ]

@@ -1,0 +1,151 @@
+"""Webhook bodies and WebSocket frames, byte for byte as each dialect sends them."""
+
+from __future__ import annotations
+
+from connectors.simulator.render_current import CurrentRenderer, Emission
+from connectors.simulator.render_v1 import V1Renderer
+from connectors.simulator.templates import enc_sorted, encode_ordered
+from connectors.simulator.templates import encode_str as _s
+from connectors.simulator.timefmt import _SECONDS as _SECONDS_CACHE
+from connectors.simulator.timefmt import US, seconds_text
+
+V1_FRAMES = ("wrapped", "wrapped-rwi", "flat")
+
+
+class CurrentWire:
+    """Envelope ``{"call_id","event","event_type","rwi","timestamp"}`` (keys sorted), with
+    ``timestamp`` the RFC 3339 dispatch instant of a nanosecond clock."""
+
+    dialect = "current"
+
+    def __init__(self) -> None:
+        self.renderer = CurrentRenderer()
+        self._last_t = -1
+        self._same = 0
+        self.last_stamp = ""
+
+    def _nanos(self, t_us: int) -> int:
+        """Sub-microsecond digits: rising within one microsecond, so each dispatch differs."""
+        if t_us == self._last_t:
+            self._same += 1
+        else:
+            self._last_t, self._same = t_us, 0
+        return 1 + t_us % 397 + 13 * min(self._same, 46)
+
+    def stamp(self, t_us: int) -> str:
+        """The dispatch instant of one delivery (chrono ``to_rfc3339`` of a ns clock)."""
+        sec, frac = divmod(t_us, US)
+        self.last_stamp = stamp = \
+            f"{seconds_text(sec)}.{frac:06d}{self._nanos(t_us):03d}+00:00"
+        return stamp
+
+    def body(self, em: Emission) -> str:
+        return (f'{{"call_id":{enc_sorted(em[2])},"event":{em[5]},"event_type":"{em[1]}",'
+                f'"rwi":"1.0","timestamp":"{self.stamp(em[0])}"}}')
+
+    def bodies(self, ems: list[Emission]) -> list[str]:
+        """``body`` for a batch, without a method call per event."""
+        out: list[str] = []
+        append = out.append
+        seconds = _SECONDS_CACHE
+        last_t, same = self._last_t, self._same
+        stamp = ""
+        for t, kind, env, _d, _r, text, _raw in ems:
+            if t == last_t:
+                same += 1
+            else:
+                last_t, same = t, 0
+            sec, frac = divmod(t, US)
+            prefix = seconds.get(sec) or seconds_text(sec)
+            stamp = f"{prefix}.{frac * 1000 + 1 + t % 397 + 13 * min(same, 46):09d}+00:00"
+            append(f'{{"call_id":{_s(env)},"event":{text},"event_type":"{kind}","rwi":"1.0",'
+                   f'"timestamp":"{stamp}"}}')
+        self._last_t, self._same = last_t, same
+        if stamp:
+            self.last_stamp = stamp
+        return out
+
+    def frame(self, em: Emission) -> str:
+        """The live WebSocket frame: the flat enriched event."""
+        return em[5]
+
+    def resume_entry(self, em: Emission) -> str:
+        """A ``session.resume`` cache entry: the raw event nested under ``payload``, stamped
+        with the same dispatch instant as the webhook body just made for it."""
+        raw = self.renderer.raw_text(em[6])
+        inner_id = em[6][2] if isinstance(em[6], tuple) else None
+        if isinstance(em[6], tuple) and "call_id" in em[6][1]:
+            inner_id = em[6][1]["call_id"]
+        elif isinstance(em[6], dict):
+            inner_id = em[6].get("call_id")
+        if em[1] in ("call_bridged", "conference_created", "conference_destroyed",
+                     "conference_error"):
+            inner_id = None  # events without a key of their own
+        return (f'{{"call_id":{enc_sorted(em[2])},"event":{{"call_id":{enc_sorted(inner_id)},'
+                f'"event_type":"{em[1]}","payload":{raw}}},"timestamp":"{self.last_stamp}"}}')
+
+
+class V1Wire:
+    """Envelope ``{"rwi","sequence","timestamp"(epoch s),"call_id","event_type","event"}``."""
+
+    dialect = "v1.0"
+
+    def __init__(self, event_shape: str = "flat", frame_shape: str = "wrapped") -> None:
+        self.renderer = V1Renderer()
+        self.nested = event_shape == "nested"
+        self.frame_shape = frame_shape
+
+    @property
+    def sequence(self) -> int:
+        return self.renderer.sequence
+
+    @staticmethod
+    def _text(em: Emission, seq: int) -> str:
+        if em[1] != "session_resumed":
+            return em[5]
+        session_id, behind = em[6]
+        return encode_ordered({"session_id": session_id,
+                               "last_sequence": max(0, seq - int(behind))})
+
+    def body(self, em: Emission) -> str:
+        self.renderer.sequence += 1
+        text = self._text(em, self.renderer.sequence)
+        event = f'{{"{em[1]}":{text}}}' if self.nested else text
+        return (f'{{"rwi":"1.0","sequence":{self.renderer.sequence},"timestamp":{em[0] // US},'
+                f'"call_id":{enc_sorted(em[2])},"event_type":"{em[1]}","event":{event}}}')
+
+    def bodies(self, ems: list[Emission]) -> list[str]:
+        """``body`` for a batch, without a method call per event."""
+        renderer = self.renderer
+        seq = renderer.sequence
+        out: list[str] = []
+        append = out.append
+        nested = self.nested
+        for t, kind, env, _d, _r, text, raw in ems:
+            seq += 1
+            if not text:
+                text = self._text((t, kind, env, _d, _r, text, raw), seq)
+            event = f'{{"{kind}":{text}}}' if nested else text
+            append(f'{{"rwi":"1.0","sequence":{seq},"timestamp":{t // US},"call_id":{_s(env)},'
+                   f'"event_type":"{kind}","event":{event}}}')
+        renderer.sequence = seq
+        return out
+
+    def frame(self, em: Emission) -> str:
+        """1.0-era frames: ``{"call_ringing":{...}}``, optionally with ``"rwi"``, or flat."""
+        text = self._text(em, self.renderer.sequence)
+        if self.frame_shape == "flat":
+            return text
+        if self.frame_shape == "wrapped-rwi":
+            return f'{{"rwi":"1.0","{em[1]}":{text}}}'
+        return f'{{"{em[1]}":{text}}}'
+
+
+Wire = CurrentWire | V1Wire
+
+
+def make_wire(dialect: str, *, event_shape: str = "flat", frame_shape: str = "wrapped") -> Wire:
+    """The encoder (and its renderer) for a dialect."""
+    if dialect == "v1.0":
+        return V1Wire(event_shape, frame_shape)
+    return CurrentWire()
