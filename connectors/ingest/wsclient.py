@@ -1,0 +1,285 @@
+"""A passive WebSocket listener on a PBX's ``/rwi/v1``.
+
+It subscribes (contexts and event filter), resumes on every connect so events cached while
+it was away are replayed (``last_sequence`` for 1.0 servers; today's servers ignore it and
+put the whole cache in the ``command_completed`` reply, which is converted with source
+``ws_resume``), and reconnects with capped exponential backoff and jitter. It never attaches
+to or detaches from calls: either would take ownership from, or delete the call context of,
+the applications that control them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+import ssl
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+
+from pipelines.encode import OutgoingMessage
+from pipelines.ingest import BodyConverter
+
+from .metrics import Metrics
+from .publisher import Publisher, PublishError
+
+log = logging.getLogger(__name__)
+
+SUBPROTOCOL = "rwi-v1"
+# The only commands a passive listener sends.
+LISTENER_ACTIONS = frozenset({"session.subscribe", "session.resume"})
+
+Clock = Callable[[], datetime]
+Sleep = Callable[[float], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class WsConfig:
+    url: str
+    token: str | None = None
+    token_in_query: bool = False
+    contexts: tuple[str, ...] = ()
+    events: tuple[str, ...] = ()
+    ping_interval_s: float | None = 20.0
+    ping_timeout_s: float | None = 20.0
+    max_frame_bytes: int = 16 * 1024 * 1024
+    resume: bool = True
+    reconnect_initial_s: float = 0.5
+    reconnect_max_s: float = 30.0
+    open_timeout_s: float = 10.0
+    ssl_context: ssl.SSLContext | None = field(default=None, compare=False)
+
+
+def backoff_delay(attempt: int, initial_s: float, max_s: float,
+                  rand: Callable[[], float] = random.random) -> float:
+    """Capped exponential backoff with full jitter: uniform in [cap/2, cap]."""
+    cap = min(max_s, initial_s * (2 ** min(attempt, 30)))
+    return cap / 2 + rand() * cap / 2
+
+
+def redact_url(url: str) -> str:
+    """The URL with any ``token`` query value hidden, for logs."""
+    parts = urlsplit(url)
+    if not parts.query:
+        return url
+    query = [(k, "***" if k.lower() in {"token", "access_token"} else v)
+             for k, v in parse_qsl(parts.query, keep_blank_values=True)]
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+def _with_query_token(url: str, token: str) -> str:
+    parts = urlsplit(url)
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "token"]
+    query.append(("token", token))
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+class WsListener:
+    """Runs until :meth:`stop`; every frame is converted and handed to the publisher."""
+
+    def __init__(
+        self,
+        config: WsConfig,
+        converter: BodyConverter,
+        publisher: Publisher,
+        metrics: Metrics,
+        clock: Clock,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
+        self.config = config
+        self.converter = converter
+        self.publisher = publisher
+        self.metrics = metrics
+        self.clock = clock
+        self.sleep = sleep
+        self.connected = False
+        self.connections = 0
+        self.last_sequence: int | None = None
+        self._stopping = asyncio.Event()
+        self._ws: ClientConnection | None = None
+        self._resume_ids: set[str] = set()
+        self._pending: set[asyncio.Future[None]] = set()
+        self._closing: set[asyncio.Future[None]] = set()
+
+    @property
+    def display_url(self) -> str:
+        return redact_url(self.config.url)
+
+    def _connect_args(self) -> tuple[str, dict[str, str]]:
+        url, headers = self.config.url, {}
+        if self.config.token:
+            if self.config.token_in_query:
+                url = _with_query_token(url, self.config.token)
+            else:
+                headers["Authorization"] = f"Bearer {self.config.token}"
+        return url, headers
+
+    async def run(self) -> None:
+        """Connect, listen, reconnect; returns after :meth:`stop`."""
+        attempt = 0
+        while not self._stopping.is_set():
+            try:
+                await self._session()
+                attempt = 0  # a session that got as far as subscribing resets the backoff
+            except (OSError, TimeoutError, InvalidHandshake, InvalidURI, ConnectionClosed) as exc:
+                if isinstance(exc, InvalidURI):
+                    log.error("websocket url is invalid url=%s", self.display_url)
+                    raise
+                log.warning("websocket disconnected url=%s error=%s", self.display_url,
+                            type(exc).__name__ + (f": {exc}" if str(exc) else ""))
+            finally:
+                self.connected = False
+                self._ws = None
+            if self._stopping.is_set():
+                break
+            delay = backoff_delay(attempt, self.config.reconnect_initial_s,
+                                  self.config.reconnect_max_s)
+            attempt += 1
+            self.metrics.inc("ws_reconnects_total")
+            log.info("websocket reconnecting in_s=%.2f attempt=%d", delay, attempt)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay):
+                    await self._stopping.wait()
+        await self._wait_pending()
+
+    async def stop(self) -> None:
+        self._stopping.set()
+        ws = self._ws
+        if ws is not None:
+            with contextlib.suppress(Exception):
+                await ws.close()
+
+    async def _session(self) -> None:
+        url, headers = self._connect_args()
+        cfg = self.config
+        async with connect(
+            url,
+            additional_headers=headers,
+            subprotocols=[SUBPROTOCOL],  # type: ignore[list-item]
+            max_size=cfg.max_frame_bytes,
+            ping_interval=cfg.ping_interval_s,
+            ping_timeout=cfg.ping_timeout_s,
+            open_timeout=cfg.open_timeout_s,
+            compression=None,
+            ssl=cfg.ssl_context if url.startswith("wss") else None,
+        ) as ws:
+            self._ws = ws
+            self.connected = True
+            self.connections += 1
+            log.info("websocket connected url=%s subprotocol=%s", self.display_url,
+                     ws.subprotocol)
+            await self._command(ws, "session.subscribe", self._subscribe_params())
+            if cfg.resume:
+                action_id = await self._command(ws, "session.resume", self._resume_params())
+                self._resume_ids.add(action_id)
+            while not self._stopping.is_set():
+                raw = await ws.recv(decode=False)
+                await self._handle(raw)
+
+    def _subscribe_params(self) -> dict[str, object]:
+        # params must be a non-empty object, or the server rejects the command.
+        params: dict[str, object] = {"contexts": list(self.config.contexts)}
+        if self.config.events:
+            params["events"] = list(self.config.events)
+        return params
+
+    def _resume_params(self) -> dict[str, object]:
+        return {"last_sequence": self.last_sequence or 0}
+
+    async def _command(self, ws: ClientConnection, action: str,
+                       params: dict[str, object]) -> str:
+        if action not in LISTENER_ACTIONS:
+            raise ValueError(f"a passive listener does not send {action}")
+        action_id = f"rwi-etl-{action.rsplit('.', 1)[-1]}-{uuid.uuid4().hex[:12]}"
+        await ws.send(json.dumps({"action_id": action_id, "action": action, "params": params}))
+        return action_id
+
+    async def _handle(self, raw: bytes) -> None:
+        received_at = self.clock()
+        self.metrics.inc("bodies_received_total", channel="ws")
+        source = "ws"
+        if b'"action_id"' in raw:
+            reply = self._reply(raw)
+            if reply is None:
+                return
+            source = "ws_resume"
+        converted = self.converter.convert(raw, source=source, received_at=received_at)
+        if converted.dead_letters:
+            letter = converted.dead_letters[0]
+            self.metrics.inc("dead_letters_total", channel="ws", reason=letter.reason)
+            log.debug("websocket frame dead-lettered reason=%s id=%s bytes=%d", letter.reason,
+                     letter.dead_letter_id, len(raw))
+        if converted.events:
+            self.metrics.inc("events_received_total", len(converted.events), channel=source)
+            for event in converted.events:
+                if event.sequence is not None and event.sequence > (self.last_sequence or 0):
+                    self.last_sequence = event.sequence
+        if source == "ws_resume":
+            self.metrics.inc("ws_resumes_total")
+            log.info("websocket resume replayed events=%d", len(converted.events))
+        if not converted.messages:
+            return
+        ack = await self._submit(converted.messages)
+        future = asyncio.ensure_future(ack)
+        self._pending.add(future)
+        future.add_done_callback(self._delivered(len(converted.events), source))
+
+    async def _submit(self, messages: list[OutgoingMessage]) -> Awaitable[None]:
+        # Blocking (on the cap, or until the producer is connected) stops reading, which
+        # pushes back through TCP to the PBX instead of dropping anything.
+        while True:
+            try:
+                return await self.publisher.submit(messages, block=True)
+            except PublishError as exc:
+                log.warning("websocket paused: %s", exc)
+                await self.sleep(0.5)
+
+    def _reply(self, raw: bytes) -> dict[str, object] | None:
+        """A command reply: log it; returns it only when it is a resume reply to convert."""
+        try:
+            doc = json.loads(raw)
+        except ValueError:
+            return None
+        if not isinstance(doc, dict) or not str(doc.get("type", "")).startswith("command_"):
+            return None
+        action_id = str(doc.get("action_id", ""))
+        if doc.get("type") == "command_failed":
+            log.warning("websocket command failed action=%s error=%s", doc.get("action"),
+                        str(doc.get("error"))[:200])
+            self._resume_ids.discard(action_id)
+            return None
+        if action_id in self._resume_ids:
+            self._resume_ids.discard(action_id)
+            return doc
+        log.info("websocket command completed action=%s", doc.get("action"))
+        return None
+
+    def _delivered(self, count: int, source: str) -> Callable[[asyncio.Future[None]], None]:
+        def done(future: asyncio.Future[None]) -> None:
+            self._pending.discard(future)
+            error = future.exception() if not future.cancelled() else asyncio.CancelledError()
+            if error is None:
+                self.metrics.inc("events_published_total", count, channel=source)
+                return
+            self.metrics.inc("publish_failures_total", count, channel=source)
+            log.error("websocket events not delivered count=%d error=%s; reconnecting to "
+                      "replay the PBX's resume cache", count, error)
+            ws = self._ws
+            if ws is not None:
+                closing = asyncio.ensure_future(ws.close())
+                self._closing.add(closing)
+                closing.add_done_callback(self._closing.discard)
+
+        return done
+
+    async def _wait_pending(self) -> None:
+        if self._pending:
+            await asyncio.gather(*list(self._pending), return_exceptions=True)

@@ -1,0 +1,168 @@
+"""The WebSocket listener against a loopback PBX double: auth, subscribe, resume, reconnect."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from connectors.ingest.logs import RedactingFormatter
+from connectors.ingest.memory import InMemoryPublisher
+from connectors.ingest.metrics import Metrics
+from connectors.ingest.wsclient import (
+    LISTENER_ACTIONS,
+    WsConfig,
+    WsListener,
+    backoff_delay,
+    redact_url,
+)
+from pipelines import avro
+from pipelines.encode import EventEncoder
+from pipelines.ingest import BodyConverter
+from tests.fixtures.ingest.fake_pbx import TOKEN, FakePbx, running_pbx
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "ingest"
+NOW = datetime(2026, 8, 22, 15, 40, tzinfo=UTC)
+
+
+@pytest.fixture
+async def pbx_factory() -> AsyncIterator[Any]:
+    async with contextlib.AsyncExitStack() as stack:
+
+        async def start(pbx: FakePbx) -> str:
+            return await stack.enter_async_context(running_pbx(pbx))
+
+        yield start
+
+
+def frames(name: str) -> list[bytes]:
+    return [line for line in (FIXTURES / name).read_bytes().splitlines() if line.strip()]
+
+
+async def run_until(listener: WsListener, condition: Any, timeout_s: float = 5.0) -> None:
+    task = asyncio.create_task(listener.run())
+    try:
+        async with asyncio.timeout(timeout_s):
+            while not condition():
+                await asyncio.sleep(0.01)
+    finally:
+        await listener.stop()
+        await asyncio.wait_for(task, 5.0)
+
+
+def listener_for(url: str, publisher: InMemoryPublisher, metrics: Metrics,
+                 **overrides: Any) -> WsListener:
+    config = WsConfig(url=url, token=TOKEN, contexts=("ivr-ctx",), events=("call_ringing",),
+                      reconnect_initial_s=0.01, reconnect_max_s=0.05, **overrides)
+    return WsListener(config, BodyConverter("pbx-test"), publisher, metrics, lambda: NOW)
+
+
+async def test_subscribes_resumes_reconnects_and_publishes(pbx_factory) -> None:
+    live = frames("ws_frames_current.jsonl") + frames("ws_frames_v1.jsonl")
+    pbx = FakePbx(live)
+    url = await pbx_factory(pbx)
+    publisher, metrics = InMemoryPublisher(), Metrics()
+    listener = listener_for(url, publisher, metrics)
+    resumed = 2  # events in resume_reply.json
+    await run_until(listener, lambda: pbx.connections >= 2
+                    and metrics.total("ws_resumes_total") >= 2)
+
+    assert pbx.auth_seen == ["header", "header"] and pbx.subprotocols == ["rwi-v1", "rwi-v1"]
+    actions = [c["action"] for c in pbx.commands]
+    assert set(actions) <= LISTENER_ACTIONS  # never attach / detach
+    assert actions[:2] == ["session.subscribe", "session.resume"]
+    subscribe = pbx.commands[0]
+    assert subscribe["params"] == {"contexts": ["ivr-ctx"], "events": ["call_ringing"]}
+    assert all(c["params"] and c["action_id"] for c in pbx.commands)
+    assert len({c["action_id"] for c in pbx.commands}) == len(pbx.commands)
+    assert metrics.total("ws_reconnects_total") >= 1
+
+    store = EventEncoder().store()
+    records = [avro.decode(m.value, store).record["meta"] for m in publisher.messages]
+    sources = [r["source"] for r in records]
+    assert sources.count("ws") == len(live)
+    assert sources.count("ws_resume") == 2 * resumed
+    assert all(r["received_at"] == NOW for r in records)  # frames carry no time: stamped here
+    # The same cached events replayed on both connections keep their event ids.
+    replay_ids = [r["event_id"] for r in records if r["source"] == "ws_resume"]
+    assert len(set(replay_ids)) == resumed
+    # v1.0 frames carry no sequence in this recording, so resume asks from 0.
+    resumes = [c for c in pbx.commands if c["action"] == "session.resume"]
+    assert resumes[0]["params"] == {"last_sequence": 0}
+
+
+async def test_token_in_query_and_never_in_logs(pbx_factory, caplog) -> None:
+    pbx = FakePbx(frames("ws_frames_current.jsonl")[:2], drop_first_after_frames=False)
+    url = await pbx_factory(pbx)
+    publisher, metrics = InMemoryPublisher(), Metrics()
+    listener = listener_for(url, publisher, metrics, token_in_query=True)
+    caplog.set_level("DEBUG")
+    await run_until(listener, lambda: len(publisher.messages) >= 4)
+    assert pbx.auth_seen == ["query"]
+    ours = [r.getMessage() for r in caplog.records if r.name.startswith("connectors")]
+    assert ours and not any(TOKEN in line for line in ours)
+    # Library debug lines do carry the request line; the service's formatter masks them.
+    formatter = RedactingFormatter([TOKEN], logging.Formatter("%(message)s"))
+    leaked = [r for r in caplog.records if TOKEN in r.getMessage()]
+    assert leaked and all(TOKEN not in formatter.format(r) for r in leaked)
+    assert redact_url(f"{url}?token={TOKEN}&x=1").endswith("?token=%2A%2A%2A&x=1")
+
+
+async def test_bad_token_keeps_retrying_with_backoff(pbx_factory) -> None:
+    pbx = FakePbx([])
+    url = await pbx_factory(pbx)
+    publisher, metrics = InMemoryPublisher(), Metrics()
+    config = WsConfig(url=url, token="wrong", reconnect_initial_s=0.01, reconnect_max_s=0.02)
+    listener = WsListener(config, BodyConverter("p"), publisher, metrics, lambda: NOW)
+    await run_until(listener, lambda: metrics.total("ws_reconnects_total") >= 3)
+    assert pbx.connections == 0 and publisher.messages == []
+
+
+async def test_frames_wait_for_room_instead_of_being_dropped(pbx_factory) -> None:
+    live = frames("ws_frames_current.jsonl")
+    pbx = FakePbx(live, drop_first_after_frames=False)
+    url = await pbx_factory(pbx)
+    publisher = InMemoryPublisher(max_in_flight_bytes=1)  # room for one message at a time
+    publisher.hold = True
+    metrics = Metrics()
+    listener = listener_for(url, publisher, metrics, resume=False)
+    task = asyncio.create_task(listener.run())
+    try:
+        async with asyncio.timeout(5):
+            while publisher.in_flight_messages == 0:
+                await asyncio.sleep(0.01)
+            await asyncio.sleep(0.05)
+            assert publisher.in_flight_messages == 1  # reading paused on the cap
+            while len(publisher.messages) < len(live):
+                publisher.release()
+                await asyncio.sleep(0.005)
+    finally:
+        await listener.stop()
+        await asyncio.wait_for(task, 5)
+    assert len(publisher.messages) == len(live)
+
+
+async def test_garbage_frames_are_dead_lettered(pbx_factory) -> None:
+    pbx = FakePbx([b"not json", b'{"event_type": 7}'], drop_first_after_frames=False)
+    url = await pbx_factory(pbx)
+    publisher, metrics = InMemoryPublisher(), Metrics()
+    listener = listener_for(url, publisher, metrics, resume=False)
+    await run_until(listener, lambda: len(publisher.messages) >= 2)
+    assert {m.topic for m in publisher.messages} == {"rwi.deadletter.v1"}
+    assert metrics.total("dead_letters_total") == 2
+
+
+def test_backoff_is_capped_exponential_with_jitter() -> None:
+    rng = random.Random(7)
+    delays = [backoff_delay(n, 0.5, 30.0, rng.random) for n in range(12)]
+    for n, delay in enumerate(delays):
+        cap = min(30.0, 0.5 * 2**n)
+        assert cap / 2 <= delay <= cap
+    assert max(delays) <= 30.0 and len(set(delays)) == len(delays)
