@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
-from . import cmd_catalog, cmd_demo, cmd_ingest, cmd_kafka, cmd_simulate
+from . import cmd_catalog, cmd_compact, cmd_demo, cmd_ingest, cmd_kafka, cmd_simulate
 
 Registrar = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
 
@@ -15,4 +15,5 @@ REGISTRARS: list[Registrar] = [
     cmd_demo.register,
     cmd_simulate.register,
     cmd_ingest.register,
+    cmd_compact.register,
 ]

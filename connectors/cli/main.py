@@ -1,7 +1,7 @@
 """Entry point of ``rwi-etl``: global options, subcommand dispatch, exit codes.
 
 Exit codes: 0 success, 1 failure, 2 usage or configuration error, 3 broker problem,
-130 interrupted.
+4 another run holds the lake or the database, 130 interrupted.
 """
 
 from __future__ import annotations
