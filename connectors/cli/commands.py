@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
-from . import cmd_catalog, cmd_compact, cmd_demo, cmd_ingest, cmd_kafka, cmd_simulate
+from . import cmd_catalog, cmd_compact, cmd_demo, cmd_ingest, cmd_kafka, cmd_simulate, cmd_verify
 
 Registrar = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
 
@@ -16,4 +16,5 @@ REGISTRARS: list[Registrar] = [
     cmd_simulate.register,
     cmd_ingest.register,
     cmd_compact.register,
+    cmd_verify.register,
 ]
