@@ -5,7 +5,16 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
-from . import cmd_catalog, cmd_compact, cmd_demo, cmd_ingest, cmd_kafka, cmd_simulate, cmd_verify
+from . import (
+    cmd_catalog,
+    cmd_compact,
+    cmd_demo,
+    cmd_ingest,
+    cmd_kafka,
+    cmd_report,
+    cmd_simulate,
+    cmd_verify,
+)
 
 Registrar = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
 
@@ -17,4 +26,5 @@ REGISTRARS: list[Registrar] = [
     cmd_ingest.register,
     cmd_compact.register,
     cmd_verify.register,
+    cmd_report.register,
 ]

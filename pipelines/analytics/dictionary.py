@@ -240,8 +240,9 @@ TABLES: dict[str, tuple[str, Columns]] = {
         "One row per interval an agent spent in one state (idle, ringing, busy, wrapup, "
         "away, …), from the contact-centre state events.",
         {
+            "pbx": "The PBX the agent belongs to (agents are told apart per PBX).",
             "agent_id": "Agent.",
-            "state_index": "Order of the interval for this agent (0 = first).",
+            "state_index": "Order of the interval for this agent on its PBX (0 = first).",
             "state": "The state during the interval.",
             "previous_state": "The state before it.",
             "started_at": "When the agent entered the state.",

@@ -1,7 +1,8 @@
 """``analytics.agent_states``: one row per interval an agent spent in one state.
 
 Each ``agent_state_changed`` opens an interval in its ``to_status`` that the agent's next
-change closes; the last interval of an agent stays open (``ended_at`` null).
+change closes; the last interval of an agent stays open (``ended_at`` null). Agents are
+told apart per PBX: agent 1001 of one PBX is not agent 1001 of another.
 """
 
 ORDER = "event_time, sequence, received_at, event_id"
@@ -13,11 +14,12 @@ WITH ev AS (
 ),
 seq AS (
     SELECT *,
-        lead(event_time) OVER (PARTITION BY agent_id ORDER BY {ORDER}) AS next_at,
-        row_number() OVER (PARTITION BY agent_id ORDER BY {ORDER}) - 1 AS state_index
+        lead(event_time) OVER (PARTITION BY pbx, agent_id ORDER BY {ORDER}) AS next_at,
+        row_number() OVER (PARTITION BY pbx, agent_id ORDER BY {ORDER}) - 1 AS state_index
     FROM ev
 )
 SELECT
+    pbx,
     agent_id,
     state_index::INTEGER AS state_index,
     to_status AS state,

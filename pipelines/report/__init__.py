@@ -1,0 +1,1 @@
+"""The static HTML report (inline SVG charts) over the published DuckDB database."""
