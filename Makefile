@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup kafka-jars demo test lint bench clean-data
+.PHONY: setup kafka-jars demo test lint bench dagster clean-data
 
 setup: $(STAMP)
 
@@ -26,7 +26,13 @@ test: setup kafka-jars
 
 lint: setup
 	$(BIN)/ruff check .
-	$(BIN)/mypy pipelines connectors
+	$(BIN)/mypy pipelines connectors dagster_project
+
+# The Dagster UI and daemon on 127.0.0.1:3000, with an instance that gives DuckDB one slot.
+dagster: setup kafka-jars
+	@mkdir -p .dagster && cp dagster_project/dagster.yaml .dagster/dagster.yaml
+	@if [ -z "$$KAFKA_BOOTSTRAP_SERVERS" ]; then $(BIN)/rwi-etl kafka up; fi
+	DAGSTER_HOME=$(CURDIR)/.dagster $(BIN)/dagster dev -h 127.0.0.1 -p 3000
 
 bench: setup kafka-jars
 	@for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done

@@ -12,6 +12,7 @@ from . import (
     cmd_ingest,
     cmd_kafka,
     cmd_report,
+    cmd_run,
     cmd_simulate,
     cmd_verify,
 )
@@ -19,12 +20,13 @@ from . import (
 Registrar = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
 
 REGISTRARS: list[Registrar] = [
+    cmd_demo.register,
     cmd_kafka.register,
     cmd_catalog.register,
-    cmd_demo.register,
     cmd_simulate.register,
     cmd_ingest.register,
     cmd_compact.register,
+    cmd_run.register,
     cmd_verify.register,
     cmd_report.register,
 ]
