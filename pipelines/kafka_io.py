@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Sequence
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from pipelines.encode import OutgoingMessage
 from pipelines.errors import BrokerError
+from pipelines.kafka_read import topic_partitions
 
 
 async def produce_all(
@@ -35,25 +35,6 @@ async def produce_all(
         raise BrokerError(f"producing to {bootstrap} failed: {exc}") from exc
     finally:
         await producer.stop()
-
-
-async def topic_partitions(bootstrap: str, topics: Sequence[str]) -> list[TopicPartition]:
-    """Every partition of the given topics that exist (missing topics are left out)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    try:
-        await admin.start()
-        existing = set(await admin.list_topics())
-        wanted = [t for t in topics if t in existing]
-        described = await admin.describe_topics(wanted) if wanted else []
-    except KafkaError as exc:
-        raise BrokerError(f"describing topics on {bootstrap} failed: {exc}") from exc
-    finally:
-        await admin.close()
-    return [
-        TopicPartition(d["topic"], p["partition"])
-        for d in described
-        for p in sorted(d["partitions"], key=lambda p: p["partition"])
-    ]
 
 
 async def message_counts(bootstrap: str, topics: Sequence[str]) -> dict[str, int]:
