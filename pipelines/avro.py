@@ -73,6 +73,11 @@ def _build(name: str, parsed: Any) -> AvroSchema:
     return AvroSchema(name, parsed, canonical, _crc64_le(canonical), writer)
 
 
+def plain_schema(schema: AvroSchema) -> dict[str, Any]:
+    """The schema as plain Avro JSON with every named type expanded in place."""
+    return dict(_strip_private(schema.parsed))
+
+
 def _strip_private(node: Any) -> Any:
     """fastavro's parsed schema without its ``__`` bookkeeping keys: plain Avro JSON."""
     if isinstance(node, dict):

@@ -11,6 +11,8 @@ from pipelines.catalog import CATEGORY_SCHEMA
 from pipelines.events import canonical_json
 
 _MISSING = object()
+MISSING = _MISSING
+"""What :func:`coerce` returns for a value that cannot be typed without losing information."""
 RESERVED = ("meta", "context", "extra")
 
 

@@ -24,6 +24,7 @@ import hashlib
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from pipelines.catalog import ALIASES
@@ -54,19 +55,17 @@ DELIVERY_KEYS = frozenset(
 )
 
 
+@lru_cache(maxsize=4096)
+def _fact_prefix(pbx: str, event_type: str) -> bytes:
+    return pbx.encode() + b"\x00" + ALIASES.get(event_type, event_type).encode() + b"\x00"
+
+
 def fact_key(pbx: str, event_type: str, payload: Mapping[str, Any]) -> bytes:
     """Hash of what the event says, independent of delivery path and enrichment."""
     fact = {
         k: v for k, v in payload.items() if k not in DELIVERY_KEYS and not k.startswith("envelope_")
     }
-    text = canonical_json_bytes(fact)
-    h = hashlib.sha256()
-    h.update(pbx.encode())
-    h.update(b"\x00")
-    h.update(ALIASES.get(event_type, event_type).encode())
-    h.update(b"\x00")
-    h.update(text)
-    return h.digest()
+    return hashlib.sha256(_fact_prefix(pbx, event_type) + canonical_json_bytes(fact)).digest()
 
 
 def event_id(key: bytes, occurrence: int) -> str:
@@ -108,7 +107,9 @@ class OccurrenceTracker:
         else:
             self._facts.move_to_end(key)
         delivery = (channel, target)
-        seen = fact.delivered.setdefault(delivery, set())
+        seen = fact.delivered.get(delivery)
+        if seen is None:
+            seen = fact.delivered[delivery] = set()
         chosen = fact.by_instant.get(instant) if instant is not None else None
         if chosen is None:
             chosen = fact.cursor.get(delivery, 0)

@@ -15,9 +15,11 @@ from pipelines.parse import parse_body
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Converted:
-    """What one body became: messages to publish, and how many were dead letters."""
+    """What one body became: messages to publish, and how many were dead letters.
+
+    Treated as immutable (not ``frozen``: that costs on every body converted)."""
 
     messages: list[OutgoingMessage]
     events: list[CanonicalEvent]

@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pipelines.catalog import lookup
+from pipelines.catalog import CATALOG, lookup
 from pipelines.events import CanonicalEvent, canonical_json
-from pipelines.fieldtypes import coerce, context_kinds, is_missing, payload_kinds, root_fields
+from pipelines.fieldtypes import MISSING, coerce, context_kinds, payload_kinds, root_fields
 from pipelines.identity import OccurrenceTracker, event_id, fact_key
 from pipelines.parse import ParsedEvent
 
@@ -54,104 +54,178 @@ def _flatten(event_type: str, payload: dict[str, Any]) -> dict[str, Any]:
     return payload
 
 
+# How a raw key is handled, decided once per (event type, key) by ``_Plan``.
+_FIELD, _CONTEXT, _ROOT, _CALL_ID, _SESSION = range(5)
+_ROOT_FIELDS = root_fields()
+_ROOT_FIELD_SET = frozenset(_ROOT_FIELDS)
+_CONTEXT_FIELDS = tuple(context_kinds())
+
+
+class _Plan:
+    """What to do with each raw key of one event type, decided once instead of per event.
+
+    ``steps`` maps a raw key to (action, canonical name, kind); a key that is not in it
+    goes to ``extra``. The decision depends only on the event type and the key.
+    """
+
+    __slots__ = ("category", "fields", "key_field", "steps")
+
+    def __init__(self, event_type: str) -> None:
+        spec = lookup(event_type)
+        self.category = spec.category
+        self.key_field = spec.key_field
+        kinds = payload_kinds(spec.category)
+        self.fields: tuple[str, ...] = tuple(kinds)
+        ctx_kinds = context_kinds()
+        renames = {**FIELD_RENAMES["*"], **FIELD_RENAMES.get(event_type, {})}
+        candidates = {*kinds, *renames, *ctx_kinds, *_CONTEXT_ALIASES, "call_id", "session_id"}
+        self.steps: dict[str, tuple[int, str, str]] = {}
+        for raw_key in candidates:
+            step = self._decide(raw_key, renames, kinds, ctx_kinds)
+            if step is not None:
+                self.steps[raw_key] = step
+
+    @staticmethod
+    def _decide(
+        raw_key: str, renames: dict[str, str], kinds: dict[str, str], ctx_kinds: dict[str, str]
+    ) -> tuple[int, str, str] | None:
+        key = renames.get(raw_key, raw_key)
+        if key not in kinds and raw_key in kinds:
+            key = raw_key
+        if key == "call_id" and "call_id" not in kinds:
+            return (_CALL_ID, key, "string")
+        if key == "session_id":
+            return (_SESSION, key, "string")
+        key = _CONTEXT_ALIASES.get(key, key) if key not in kinds else key
+        if key in ctx_kinds and key not in kinds:
+            if key == "root":
+                return (_ROOT, key, "record")
+            return (_CONTEXT, key, ctx_kinds[key])
+        if key in kinds:
+            return (_FIELD, key, kinds[key])
+        return None
+
+
+def _plan_key(event_type: str) -> str | None:
+    # Every type outside the catalog and the rename table is handled alike.
+    return event_type if event_type in CATALOG or event_type in FIELD_RENAMES else None
+
+
 class Normalizer:
     """Turns parsed events into canonical ones; holds the occurrence table for event ids."""
 
     def __init__(self, pbx: str, tracker: OccurrenceTracker | None = None) -> None:
         self.pbx = pbx
         self.tracker = tracker if tracker is not None else OccurrenceTracker()
+        self._plans: dict[str | None, _Plan] = {}
+
+    def _plan(self, event_type: str) -> _Plan:
+        name = _plan_key(event_type)
+        plan = self._plans.get(name)
+        if plan is None:
+            plan = self._plans[name] = _Plan(event_type if name is not None else "")
+        return plan
 
     def normalize(self, parsed: ParsedEvent) -> CanonicalEvent:
-        spec = lookup(parsed.event_type)
-        category = spec.category
-        kinds = payload_kinds(category)
-        ctx_kinds = context_kinds()
+        event_type = parsed.event_type
+        plan = self._plan(event_type)
+        steps = plan.steps
         warnings = list(parsed.warnings)
-        renames = {**FIELD_RENAMES["*"], **FIELD_RENAMES.get(parsed.event_type, {})}
 
-        flat = _flatten(parsed.event_type, parsed.payload)
-        fields: dict[str, Any] = dict.fromkeys(kinds)
+        flat = _flatten(event_type, parsed.payload)
+        fields: dict[str, Any] = dict.fromkeys(plan.fields)
         context: dict[str, Any] = {}
         extra: dict[str, Any] = {}
         session_id = None
         for raw_key, value in flat.items():
-            key = renames.get(raw_key, raw_key)
-            if key not in kinds and raw_key in kinds:
-                key = raw_key
-            if key == "call_id" and "call_id" not in kinds:
-                if value is not None and not isinstance(value, str):
-                    warnings.append("call_id: expected string")
-                    extra[raw_key] = value
+            step = steps.get(raw_key)
+            if step is None:
+                extra[raw_key] = value
                 continue
-            if key == "session_id":
+            action, key, kind = step
+            if action == _FIELD:
+                if value is None or (kind == "string" and type(value) is str):
+                    fields[key] = value
+                    continue
+                typed = coerce(value, kind)
+                if typed is MISSING:
+                    warnings.append(f"{raw_key}: expected {kind}")
+                    extra[raw_key] = value
+                else:
+                    fields[key] = typed
+            elif action == _CONTEXT:
+                if value is None:
+                    continue
+                typed = value if kind == "string" and type(value) is str else coerce(value, kind)
+                if typed is MISSING:
+                    warnings.append(f"{raw_key}: expected {kind}")
+                    extra[raw_key] = value
+                elif typed is None:
+                    continue
+                else:
+                    current = context.get(key)
+                    if current is None:
+                        context[key] = typed
+                    elif current != typed:
+                        extra[raw_key] = value  # an alias and its new name disagree: keep both
+            elif action == _ROOT:
+                root = self._root(value, warnings, extra)
+                if root is not None:
+                    context["root"] = root
+            elif action == _SESSION:
                 if isinstance(value, str) and value:
                     session_id = value
                 elif value is not None:
                     extra[raw_key] = value
-                continue
-            key = _CONTEXT_ALIASES.get(key, key) if key not in kinds else key
-            if key in ctx_kinds and key not in kinds:
-                if key == "root":
-                    root = self._root(value, warnings, extra)
-                    if root is not None:
-                        context["root"] = root
-                    continue
-                typed = coerce(value, ctx_kinds[key])
-                if is_missing(typed):
-                    warnings.append(f"{raw_key}: expected {ctx_kinds[key]}")
-                    extra[raw_key] = value
-                elif typed is not None and context.get(key) is None:
-                    context[key] = typed
-                elif typed is not None and context.get(key) != typed:
-                    extra[raw_key] = value  # an alias and its new name disagree: keep both
-                continue
-            if key in kinds:
-                typed = coerce(value, kinds[key])
-                if is_missing(typed):
-                    warnings.append(f"{raw_key}: expected {kinds[key]}")
-                    extra[raw_key] = value
-                else:
-                    fields[key] = typed
-                continue
-            extra[raw_key] = value
+            elif value is not None and not isinstance(value, str):  # _CALL_ID
+                warnings.append("call_id: expected string")
+                extra[raw_key] = value
 
-        if "direction" not in context and isinstance(flat.get("dial_direction"), str):
-            context["direction"] = flat["dial_direction"]
-        if session_id is None and isinstance(context.get("root_call_id"), str):
-            session_id = context["root_call_id"]
+        if "direction" not in context:
+            dial_direction = flat.get("dial_direction")
+            if isinstance(dial_direction, str):
+                context["direction"] = dial_direction
+        if session_id is None:
+            root_call_id = context.get("root_call_id")
+            if isinstance(root_call_id, str):
+                session_id = root_call_id
 
-        call_id = flat.get("call_id") if isinstance(flat.get("call_id"), str) else None
-        call_id = call_id or parsed.envelope_call_id
-        key_value = flat.get(spec.key_field)
+        call_id = flat.get("call_id")
+        if not isinstance(call_id, str) or not call_id:
+            call_id = parsed.envelope_call_id
+        key_value = flat.get(plan.key_field)
         key = (
             key_value
             if isinstance(key_value, str) and key_value
-            else (call_id or parsed.event_type)
+            else (call_id or event_type)
         )
 
-        fkey = fact_key(self.pbx, parsed.event_type, parsed.payload)
+        fkey = fact_key(self.pbx, event_type, parsed.payload)
         occurrence = self.tracker.assign(
             fkey, parsed.source, parsed.envelope_call_id or "", parsed.instant
         )
+        if context:
+            complete = dict.fromkeys(_CONTEXT_FIELDS)
+            complete.update(context)
         return CanonicalEvent(
-            event_id=event_id(fkey, occurrence),
-            event_type=parsed.event_type,
-            category=category,
-            call_id=call_id,
-            session_id=session_id,
-            event_time=parsed.event_time or parsed.received_at,
-            received_at=parsed.received_at,
-            source=parsed.source,
-            pbx=self.pbx,
-            dialect=parsed.dialect,
-            key=key,
-            occurrence=occurrence,
-            sequence=parsed.sequence,
-            envelope_call_id=parsed.envelope_call_id,
-            context=self._complete_context(context) if context else None,
-            fields=fields,
-            extra=canonical_json(extra) if extra else None,
-            warnings=tuple(warnings),
+            event_id(fkey, occurrence),
+            event_type,
+            plan.category,
+            call_id,
+            session_id,
+            parsed.event_time or parsed.received_at,
+            parsed.received_at,
+            parsed.source,
+            self.pbx,
+            parsed.dialect,
+            key,
+            occurrence,
+            parsed.sequence,
+            parsed.envelope_call_id,
+            complete if context else None,
+            fields,
+            canonical_json(extra) if extra else None,
+            tuple(warnings),
         )
 
     @staticmethod
@@ -163,18 +237,18 @@ class Normalizer:
             extra["root"] = value
             return None
         root: dict[str, Any] = {}
-        for name in root_fields():
-            typed = coerce(value.get(name), "string")
-            root[name] = None if is_missing(typed) else typed
-        unknown = {k: v for k, v in value.items() if k not in root_fields()}
-        bad = {k: value[k] for k in root_fields() if is_missing(coerce(value.get(k), "string"))}
-        if unknown or bad:
+        keep = False
+        for name in _ROOT_FIELDS:
+            item = value.get(name)
+            typed = item if item is None or type(item) is str else coerce(item, "string")
+            if typed is MISSING:
+                root[name] = None
+                keep = True
+            else:
+                root[name] = typed
+        if keep or not _ROOT_FIELD_SET.issuperset(value):
             extra["root"] = value
         return root
-
-    @staticmethod
-    def _complete_context(context: dict[str, Any]) -> dict[str, Any]:
-        return {name: context.get(name) for name in context_kinds()}
 
 
 def received_now(clock: datetime) -> datetime:

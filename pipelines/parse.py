@@ -25,17 +25,20 @@ from pipelines.errors import ParseError
 from pipelines.timeparse import parse_timestamp
 
 MAX_EVENTS_PER_BODY = 10_000
-# orjson reads integers beyond 64 bits as floats; such bodies take the exact (slower) path.
-_HUGE_INT = re.compile(rb"\d{19}")
+# orjson reads integers beyond 64 bits as floats; bodies with a run of 19 or more digits take
+# the exact (slower) path. Found by mapping every digit to "0" and everything else to "."
+# (bytes.translate), then a substring search: several times faster than a regex scan.
+_DIGITS_ONLY = bytes(0x30 if 0x30 <= b <= 0x39 else 0x2E for b in range(256))
+_HUGE_RUN = b"0" * 19
 _TYPE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,127}$")
 _ENVELOPE_KEYS = {"rwi", "timestamp", "call_id", "event_type", "event", "sequence"}
 # Keys that make a type-less flat object recognisably an RWI event (1.0 WS frames).
 _ID_KEYS = ("call_id", "conf_id", "agent_id", "queue_id", "operation_id", "leg_a")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ParsedEvent:
-    """One event lifted out of a frame, before normalization."""
+    """One event lifted out of a frame, before normalization (treated as immutable)."""
 
     event_type: str
     payload: dict[str, Any]
@@ -53,11 +56,17 @@ class ParsedEvent:
 
 def parse_body(raw: bytes | str, *, source: str, received_at: datetime) -> list[ParsedEvent]:
     """Parse one HTTP body or WebSocket frame into events (possibly none, for command acks)."""
-    data = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else bytes(raw)
-    if not data.strip():
+    if type(raw) is bytes:
+        data = raw
+    else:
+        data = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else bytes(raw)
+    if not data or data.isspace():
         raise ParseError("empty_body")
     try:
-        doc = orjson.loads(data) if _HUGE_INT.search(data) is None else _exact_loads(data)
+        if _HUGE_RUN in data.translate(_DIGITS_ONLY):
+            doc = _exact_loads(data)
+        else:
+            doc = orjson.loads(data)
     except (orjson.JSONDecodeError, ValueError, RecursionError) as exc:
         try:
             data.decode("utf-8")
@@ -94,6 +103,8 @@ def parse_document(doc: Any, *, source: str, received_at: datetime) -> list[Pars
 
 
 def _type_name(value: Any, where: str) -> str:
+    if type(value) is str and value in CATALOG:  # every catalog name fits the pattern
+        return value
     if not isinstance(value, str) or not _TYPE_NAME.match(value):
         raise ParseError("bad_event_type", f"{where} is {str(value)[:80]!r}")
     return value
@@ -188,7 +199,8 @@ def _parse_named_data(doc: dict[str, Any], source: str, received_at: datetime) -
 def _parse_frame(doc: dict[str, Any], source: str, received_at: datetime) -> ParsedEvent:
     if "event_type" in doc:
         event_type = _type_name(doc["event_type"], "event_type")
-        payload = {k: v for k, v in doc.items() if k != "event_type"}
+        payload = dict(doc)
+        del payload["event_type"]
         return ParsedEvent(event_type, payload, "current", source, received_at)
     keys = [k for k in doc if k != "rwi"]
     if len(keys) == 1 and isinstance(doc[keys[0]], dict):

@@ -12,6 +12,8 @@ _RFC3339 = re.compile(
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MIN = datetime(1990, 1, 1, tzinfo=UTC)
 _MAX = datetime(2200, 1, 1, tzinfo=UTC)
+_MAX_EXCLUSIVE = _MAX + timedelta(seconds=1)
+_UTC_SUFFIXES = frozenset({"Z", "z", "+00:00", "-00:00", "+0000", "-0000"})
 
 
 def parse_rfc3339(text: str) -> tuple[datetime, str] | None:
@@ -20,23 +22,33 @@ def parse_rfc3339(text: str) -> tuple[datetime, str] | None:
     if m is None:
         return None
     year, month, day, hour, minute, second, frac, tz = m.groups()
-    nanos = int((frac or "").ljust(9, "0"))
+    nanos = frac.ljust(9, "0") if frac else "000000000"
+    if tz is None or tz in _UTC_SUFFIXES:
+        # The fields as sent are the UTC ones: one datetime, no offset arithmetic, and
+        # the normalized text from the fields (strftime costs more).
+        try:
+            value = datetime(int(year), int(month), int(day), int(hour), int(minute),
+                             int(second), int(nanos[:6]), tzinfo=UTC)
+        except ValueError:
+            return None
+        # Same bounds as below on the whole second: base <= _MAX <=> value < _MAX + 1 s.
+        if not _MIN <= value < _MAX_EXCLUSIVE:
+            return None
+        return value, f"{year}-{month}-{day}T{hour}:{minute}:{second}.{nanos}Z"
     try:
         base = datetime(
             int(year), int(month), int(day), int(hour), int(minute), int(second), tzinfo=UTC
         )
     except ValueError:
         return None
-    if tz and tz not in ("Z", "z"):
-        sign = 1 if tz[0] == "+" else -1
-        digits = tz[1:].replace(":", "")
-        offset = timedelta(hours=int(digits[:2]), minutes=int(digits[2:]))
-        base -= sign * offset
+    sign = 1 if tz[0] == "+" else -1
+    digits = tz[1:].replace(":", "")
+    offset = timedelta(hours=int(digits[:2]), minutes=int(digits[2:]))
+    base -= sign * offset
     if not _MIN <= base <= _MAX:
         return None
-    value = base + timedelta(microseconds=nanos // 1000)
-    normalized = base.strftime("%Y-%m-%dT%H:%M:%S") + f".{nanos:09d}Z"
-    return value, normalized
+    value = base + timedelta(microseconds=int(nanos) // 1000)
+    return value, base.strftime("%Y-%m-%dT%H:%M:%S") + f".{nanos}Z"
 
 
 def parse_epoch(number: float) -> tuple[datetime, str] | None:
@@ -59,15 +71,15 @@ def parse_epoch(number: float) -> tuple[datetime, str] | None:
 
 def parse_timestamp(value: object) -> tuple[datetime, str] | None:
     """A timestamp in any form RustPBX has sent, or None when it is not one."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int | float):
-        return parse_epoch(value)
-    if isinstance(value, str):
+    if isinstance(value, str):  # the common case first
         parsed = parse_rfc3339(value)
         if parsed is None and value.strip().lstrip("-").replace(".", "", 1).isdigit():
             return parse_epoch(float(value))
         return parsed
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return parse_epoch(value)
     return None
 
 

@@ -97,7 +97,7 @@ class Metrics:
 
     def inc(self, name: str, amount: float = 1.0, **labels: str) -> None:
         series = self._values[name]
-        key = tuple(sorted(labels.items()))
+        key = tuple(sorted(labels.items())) if len(labels) > 1 else tuple(labels.items())
         series[key] = series.get(key, 0.0) + amount
 
     def observe(self, name: str, value: float, **labels: str) -> None:

@@ -43,6 +43,8 @@ class Publisher(Protocol):
     @property
     def in_flight_messages(self) -> int: ...
 
+    max_in_flight_bytes: int
+
     async def submit(
         self, messages: Sequence[OutgoingMessage], *, block: bool = False
     ) -> Awaitable[None]:
@@ -65,11 +67,16 @@ AckListener = Callable[[int, int, float, BaseException | None], None]
 """Called per finished message: (messages, bytes, seconds since submit, error or None)."""
 
 
+Track = Callable[[asyncio.Future[object], int, int], None]
+"""Called by :meth:`GatedPublisher._enqueue` per part handed over: (ack future, messages, bytes)."""
+
+
 class GatedPublisher:
     """Shared logic of every publisher: the in-flight cap, ack waiting and health.
 
     Subclasses implement :meth:`_send`, which enqueues one message and returns a future
-    resolved by the broker's acknowledgement.
+    resolved by the broker's acknowledgement, and may override :meth:`_enqueue` to hand
+    over many messages at once.
     """
 
     def __init__(
@@ -119,6 +126,14 @@ class GatedPublisher:
     async def _send(self, message: OutgoingMessage) -> asyncio.Future[object]:
         raise NotImplementedError
 
+    async def _enqueue(
+        self, messages: Sequence[OutgoingMessage], sizes: Sequence[int], track: Track
+    ) -> None:
+        """Hand ``messages`` over in order, calling ``track`` for each part as soon as the
+        broker client holds it (so a failure part-way leaves the earlier parts counted)."""
+        for message, size in zip(messages, sizes, strict=True):
+            track(await self._send(message), 1, size)
+
     async def submit(
         self, messages: Sequence[OutgoingMessage], *, block: bool = False
     ) -> Awaitable[None]:
@@ -129,18 +144,22 @@ class GatedPublisher:
             done.set_result(None)
             return done
         sizes = [m.size for m in messages]
-        await self._reserve(sum(sizes), len(sizes), block)
+        total = sum(sizes)
+        await self._reserve(total, len(sizes), block)
         futures: list[asyncio.Future[object]] = []
         started = time.monotonic()
-        sent = 0
+        handed = [0, 0]  # messages, bytes
+
+        def track(future: asyncio.Future[object], count: int, size: int) -> None:
+            handed[0] += count
+            handed[1] += size
+            future.add_done_callback(self._releaser(count, size, started))
+            futures.append(future)
+
         try:
-            for message, size in zip(messages, sizes, strict=True):
-                future = await self._send(message)
-                sent += 1
-                future.add_done_callback(self._releaser(size, started))
-                futures.append(future)
+            await self._enqueue(messages, sizes, track)
         except BaseException as exc:
-            self._release(sum(sizes[sent:]), len(sizes) - sent)
+            self._release(total - handed[1], len(sizes) - handed[0])
             if isinstance(exc, PublishError | asyncio.CancelledError):
                 raise
             if isinstance(exc, Exception):
@@ -206,14 +225,14 @@ class GatedPublisher:
             self._idle.set()
 
     def _releaser(
-        self, size: int, started: float
+        self, count: int, size: int, started: float
     ) -> Callable[[asyncio.Future[object]], None]:
         def release(future: asyncio.Future[object]) -> None:
             error: BaseException | None
             error = asyncio.CancelledError() if future.cancelled() else future.exception()
-            self._release(size, 1)
+            self._release(size, count)
             self._mark_failing(error is not None)
             if self.on_ack is not None:
-                self.on_ack(1, size, time.monotonic() - started, error)
+                self.on_ack(count, size, time.monotonic() - started, error)
 
         return release

@@ -6,6 +6,14 @@ put the whole cache in the ``command_completed`` reply, which is converted with 
 ``ws_resume``), and reconnects with capped exponential backoff and jitter. It never attaches
 to or detaches from calls: either would take ownership from, or delete the call context of,
 the applications that control them.
+
+Frames are read by one task and converted in bursts by another: whatever arrived while the
+previous burst was being converted is converted next and handed to the publisher as one
+submission (split only to respect the in-flight cap), so the producer packs it into few
+record batches. Reading stops while a burst waits for room under the cap, which pushes back
+through TCP to the PBX; nothing is dropped. A failed delivery closes the connection, and
+the resume on reconnect replays from the last sequence whose events (and every earlier
+one) were acknowledged.
 """
 
 from __future__ import annotations
@@ -17,9 +25,11 @@ import logging
 import random
 import ssl
 import uuid
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from websockets.asyncio.client import ClientConnection, connect
@@ -36,6 +46,9 @@ log = logging.getLogger(__name__)
 SUBPROTOCOL = "rwi-v1"
 # The only commands a passive listener sends.
 LISTENER_ACTIONS = frozenset({"session.subscribe", "session.resume"})
+# Frames (and their bytes) read ahead of conversion before reading pauses: the burst limit.
+MAX_BURST_FRAMES = 1024
+MAX_BURST_BYTES = 4 * 1024 * 1024
 
 Clock = Callable[[], datetime]
 Sleep = Callable[[float], Awaitable[None]]
@@ -106,8 +119,10 @@ class WsListener:
         self._stopping = asyncio.Event()
         self._ws: ClientConnection | None = None
         self._resume_ids: set[str] = set()
-        self._pending: set[asyncio.Future[None]] = set()
+        self._pending: set[asyncio.Future[Any]] = set()
         self._closing: set[asyncio.Future[None]] = set()
+        # Submitted bursts in order: [highest sequence or None, state]; see _advance.
+        self._unacked: deque[list[object]] = deque()
 
     @property
     def display_url(self) -> str:
@@ -177,12 +192,53 @@ class WsListener:
             log.info("websocket connected url=%s subprotocol=%s", self.display_url,
                      ws.subprotocol)
             await self._command(ws, "session.subscribe", self._subscribe_params())
+            self._forget_failed()  # a resume replays them; without one they are gone anyway
             if cfg.resume:
                 action_id = await self._command(ws, "session.resume", self._resume_params())
                 self._resume_ids.add(action_id)
-            while not self._stopping.is_set():
-                raw = await ws.recv(decode=False)
-                await self._handle(raw)
+            await self._listen(ws)
+
+    async def _listen(self, ws: ClientConnection) -> None:
+        """Read frames in one task, convert and submit them in bursts in this one."""
+        frames: list[tuple[bytes, datetime]] = []
+        buffered = [0]  # bytes in ``frames``
+        arrived = asyncio.Event()
+        room = asyncio.Event()
+        room.set()
+        clock = self.clock
+
+        async def read() -> None:
+            try:
+                while not self._stopping.is_set():
+                    raw = await ws.recv(decode=False)
+                    frames.append((raw, clock()))
+                    buffered[0] += len(raw)
+                    arrived.set()
+                    if len(frames) >= MAX_BURST_FRAMES or buffered[0] >= MAX_BURST_BYTES:
+                        room.clear()
+                        await room.wait()
+            finally:
+                arrived.set()
+
+        reader = asyncio.create_task(read(), name="ws-reader")
+        try:
+            while True:
+                await arrived.wait()
+                arrived.clear()
+                if frames:
+                    burst = frames[:]
+                    frames.clear()
+                    buffered[0] = 0
+                    room.set()
+                    await self._handle_burst(burst)
+                elif reader.done():
+                    reader.result()  # raises ConnectionClosed & co. once all is handled
+                    return
+        finally:
+            if not reader.done():
+                reader.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await reader
 
     def _subscribe_params(self) -> dict[str, object]:
         # params must be a non-empty object, or the server rejects the command.
@@ -203,34 +259,68 @@ class WsListener:
         return action_id
 
     async def _handle(self, raw: bytes) -> None:
-        received_at = self.clock()
-        self.metrics.inc("bodies_received_total", channel="ws")
-        source = "ws"
-        if b'"action_id"' in raw:
-            reply = self._reply(raw)
-            if reply is None:
-                return
-            source = "ws_resume"
-        converted = self.converter.convert(raw, source=source, received_at=received_at)
-        if converted.dead_letters:
-            letter = converted.dead_letters[0]
-            self.metrics.inc("dead_letters_total", channel="ws", reason=letter.reason)
-            log.debug("websocket frame dead-lettered reason=%s id=%s bytes=%d", letter.reason,
-                     letter.dead_letter_id, len(raw))
-        if converted.events:
-            self.metrics.inc("events_received_total", len(converted.events), channel=source)
-            for event in converted.events:
-                if event.sequence is not None and event.sequence > (self.last_sequence or 0):
-                    self.last_sequence = event.sequence
-        if source == "ws_resume":
-            self.metrics.inc("ws_resumes_total")
-            log.info("websocket resume replayed events=%d", len(converted.events))
-        if not converted.messages:
+        """One frame (as a burst of one)."""
+        await self._handle_burst([(raw, self.clock())])
+
+    async def _handle_burst(self, burst: list[tuple[bytes, datetime]]) -> None:
+        metrics, convert = self.metrics, self.converter.convert
+        metrics.inc("bodies_received_total", len(burst), channel="ws")
+        messages: list[OutgoingMessage] = []
+        counts: dict[str, int] = {}
+        highest: int | None = None
+        for raw, received_at in burst:
+            source = "ws"
+            if b'"action_id"' in raw:
+                if self._reply(raw) is None:
+                    continue
+                source = "ws_resume"
+            converted = convert(raw, source=source, received_at=received_at)
+            if converted.dead_letters:
+                letter = converted.dead_letters[0]
+                metrics.inc("dead_letters_total", channel="ws", reason=letter.reason)
+                log.debug("websocket frame dead-lettered reason=%s id=%s bytes=%d",
+                          letter.reason, letter.dead_letter_id, len(raw))
+            events = converted.events
+            if events:
+                counts[source] = counts.get(source, 0) + len(events)
+                for event in events:
+                    sequence = event.sequence
+                    if sequence is not None and (highest is None or sequence > highest):
+                        highest = sequence
+            if source == "ws_resume":
+                metrics.inc("ws_resumes_total")
+                log.info("websocket resume replayed events=%d", len(events))
+            messages.extend(converted.messages)
+        for source, count in counts.items():
+            metrics.inc("events_received_total", count, channel=source)
+        if not messages:
             return
-        ack = await self._submit(converted.messages)
-        future = asyncio.ensure_future(ack)
-        self._pending.add(future)
-        future.add_done_callback(self._delivered(len(converted.events), source))
+        entry: list[object] = [highest, None]
+        self._unacked.append(entry)
+        parts = self._split(messages)
+        acks: list[Awaitable[None]] = []
+        for part in parts:
+            acks.append(await self._submit(part))
+        ack: asyncio.Future[Any] = (
+            asyncio.ensure_future(acks[0]) if len(acks) == 1 else asyncio.gather(*acks))
+        self._pending.add(ack)
+        ack.add_done_callback(self._delivered(counts, entry))
+
+    def _split(self, messages: list[OutgoingMessage]) -> list[list[OutgoingMessage]]:
+        """Parts of at most the in-flight cap (a burst must not overrun it in one go)."""
+        cap = self.publisher.max_in_flight_bytes
+        parts: list[list[OutgoingMessage]] = []
+        current: list[OutgoingMessage] = []
+        size = 0
+        for message in messages:
+            message_size = message.size
+            if current and size + message_size > cap:
+                parts.append(current)
+                current, size = [], 0
+            current.append(message)
+            size += message_size
+        parts.append(current)
+        return parts
 
     async def _submit(self, messages: list[OutgoingMessage]) -> Awaitable[None]:
         # Blocking (on the cap, or until the producer is connected) stops reading, which
@@ -262,16 +352,22 @@ class WsListener:
         log.info("websocket command completed action=%s", doc.get("action"))
         return None
 
-    def _delivered(self, count: int, source: str) -> Callable[[asyncio.Future[None]], None]:
-        def done(future: asyncio.Future[None]) -> None:
+    def _delivered(
+        self, counts: dict[str, int], entry: list[object]
+    ) -> Callable[[asyncio.Future[Any]], None]:
+        def done(future: asyncio.Future[Any]) -> None:
             self._pending.discard(future)
             error = future.exception() if not future.cancelled() else asyncio.CancelledError()
+            entry[1] = error is None
+            self._advance()
             if error is None:
-                self.metrics.inc("events_published_total", count, channel=source)
+                for source, count in counts.items():
+                    self.metrics.inc("events_published_total", count, channel=source)
                 return
-            self.metrics.inc("publish_failures_total", count, channel=source)
+            for source, count in counts.items():
+                self.metrics.inc("publish_failures_total", count, channel=source)
             log.error("websocket events not delivered count=%d error=%s; reconnecting to "
-                      "replay the PBX's resume cache", count, error)
+                      "replay the PBX's resume cache", sum(counts.values()), error)
             ws = self._ws
             if ws is not None:
                 closing = asyncio.ensure_future(ws.close())
@@ -279,6 +375,23 @@ class WsListener:
                 closing.add_done_callback(self._closing.discard)
 
         return done
+
+    def _advance(self) -> None:
+        """Move ``last_sequence`` over the leading bursts that were all acknowledged.
+
+        A failed burst stays at the head, so a resume asks for it again; bursts after it
+        that did arrive are replayed too (their event ids make the copies harmless).
+        """
+        unacked = self._unacked
+        while unacked and unacked[0][1] is True:
+            highest = unacked.popleft()[0]
+            if isinstance(highest, int) and highest > (self.last_sequence or 0):
+                self.last_sequence = highest
+
+    def _forget_failed(self) -> None:
+        """Before a resume: failed bursts are replayed by it, stop holding the cursor."""
+        self._unacked = deque(e for e in self._unacked if e[1] is not False)
+        self._advance()
 
     async def _wait_pending(self) -> None:
         if self._pending:

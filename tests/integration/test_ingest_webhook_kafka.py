@@ -194,3 +194,44 @@ async def test_simulated_pbx_every_body_lands_once(
     assert {m["dialect"] for m in metas} == {dialect}
     for record, meta in zip(records, metas, strict=True):
         assert record.topic == f"{topic_prefix}.{meta['category']}.v1"
+
+
+async def test_bursts_keep_per_key_order_and_the_default_partitioner(
+    kafka_bootstrap: str, topic_prefix: str
+) -> None:
+    """Bulk submissions (one record batch per partition) and single sends interleaved."""
+    from aiokafka.partitioner import DefaultPartitioner
+
+    from connectors.ingest.kafka_publisher import KafkaPublisher
+    from pipelines.encode import OutgoingMessage
+
+    settings = settings_for(kafka_bootstrap, topic_prefix, max_batch_bytes=4096)
+    topics = all_topics(topic_prefix)[:3]
+    publisher = KafkaPublisher(kafka_bootstrap, settings.ingest, topics=topics, partitions=2)
+    await publisher.start()
+    assert await publisher.wait_connected(60)
+    sent: list[OutgoingMessage] = []
+    acks = []
+    try:
+        for burst in range(20):
+            size = 1 if burst % 4 == 0 else 150  # lone messages take the direct path
+            messages = [OutgoingMessage(topics[i % 3], f"call-{i % 11}".encode(),
+                                        f"{burst}:{i}".encode() * 20, [("n", b"%d" % i)])
+                        for i in range(size)]
+            sent += messages
+            acks.append(await publisher.submit(messages))
+        async with asyncio.timeout(60):
+            await asyncio.gather(*acks)
+    finally:
+        await publisher.close(30)
+    records = await read_topics(kafka_bootstrap, topics)
+    assert len(records) == len(sent)
+    partitioner = DefaultPartitioner()
+    stored: dict[tuple[str, bytes], list[bytes]] = {}
+    for record in sorted(records, key=lambda r: (r.topic, r.partition, r.offset)):
+        assert record.partition == partitioner(record.key, [0, 1], [0, 1])
+        stored.setdefault((record.topic, record.key), []).append(record.value)
+    expected: dict[tuple[str, bytes], list[bytes]] = {}
+    for message in sent:
+        expected.setdefault((message.topic, message.key), []).append(message.value)
+    assert stored == expected  # every message once, each key's messages in order

@@ -75,3 +75,38 @@ def test_unsupported_unions_are_refused() -> None:
         compile_writer(
             {"type": "record", "name": "U", "fields": [{"name": "u", "type": ["string", "long"]}]}
         )
+
+
+def test_event_writer_equals_the_record_writer() -> None:
+    """encode_event reads CanonicalEvent attributes directly; the bytes must not change."""
+    from pipelines.encode import compile_event_writer
+
+    converter = BodyConverter("pbx")
+    writers: dict[str, object] = {}
+    checked = 0
+    for _, _, body in all_examples():
+        for source in ("webhook", "ws"):
+            for event in converter.convert(body, source=source, received_at=NOW).events:
+                schema = avro.load(CATEGORY_SCHEMA[event.category])
+                writer = writers.setdefault(event.category, compile_event_writer(schema))
+                direct, via_record = bytearray(), bytearray()
+                writer(event, direct)  # type: ignore[operator]
+                schema.writer(event.to_record(), via_record)
+                assert direct == via_record, event.event_type
+                checked += 1
+    assert checked == 2 * len(all_examples())
+
+
+def test_repeated_timestamps_reuse_their_encoding_safely() -> None:
+    schema = {"type": "record", "name": "T", "fields": [
+        {"name": "a", "type": {"type": "long", "logicalType": "timestamp-micros"}},
+        {"name": "b", "type": {"type": "long", "logicalType": "timestamp-micros"}},
+    ]}
+    writer = compile_writer(schema)
+    later = datetime(2027, 1, 1, tzinfo=UTC)
+    for a, b in ((NOW, NOW), (NOW, later), (later, later), (later, NOW), (5, 5), (NOW, 7)):
+        out = bytearray()
+        writer({"a": a, "b": b}, out)
+        assert bytes(out) == _fastavro(avro.schema_from_dict(schema), {"a": a, "b": b})
+    with pytest.raises((TypeError, AttributeError)):
+        writer({"a": None, "b": NOW}, bytearray())  # never served from the cache

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import random
 from collections.abc import AsyncIterator
@@ -166,3 +167,65 @@ def test_backoff_is_capped_exponential_with_jitter() -> None:
         cap = min(30.0, 0.5 * 2**n)
         assert cap / 2 <= delay <= cap
     assert max(delays) <= 30.0 and len(set(delays)) == len(delays)
+
+
+def sequenced_frames(count: int) -> list[bytes]:
+    """1.0-style envelope frames with a ``sequence``, as a resume cursor counts them."""
+    return [json.dumps({"rwi": "1.0", "sequence": n, "timestamp": 1755876790 + n,
+                        "event_type": "call_ringing",
+                        "event": {"call_id": f"seq-{n}"}}).encode()
+            for n in range(1, count + 1)]
+
+
+async def test_frames_are_converted_in_bursts(pbx_factory) -> None:
+    live = sequenced_frames(200)
+    pbx = FakePbx(live, drop_first_after_frames=False)
+    url = await pbx_factory(pbx)
+    publisher, metrics = InMemoryPublisher(), Metrics()
+    listener = listener_for(url, publisher, metrics, resume=False)
+    bursts: list[int] = []
+    original = listener._handle_burst
+
+    async def handle(burst: list[Any]) -> None:
+        bursts.append(len(burst))
+        if len(bursts) == 1:
+            await asyncio.sleep(0.3)  # the rest arrives meanwhile and is read ahead
+        await original(burst)
+
+    listener._handle_burst = handle  # type: ignore[method-assign]
+    await run_until(listener, lambda: len(publisher.messages) >= len(live))
+    assert sum(bursts) == len(live) + 1  # and the subscribe reply
+    assert max(bursts) > 1 and len(bursts) < len(live)
+    keys = [m.key for m in publisher.messages]
+    assert keys == [f"seq-{n}".encode() for n in range(1, len(live) + 1)]  # order kept
+    assert listener.last_sequence == len(live)
+
+
+async def test_resume_cursor_moves_only_over_acknowledged_events(pbx_factory) -> None:
+    pbx = FakePbx(sequenced_frames(5), drop_first_after_frames=False)
+    url = await pbx_factory(pbx)
+    publisher, metrics = InMemoryPublisher(), Metrics()
+    publisher.hold = True
+    listener = listener_for(url, publisher, metrics)
+    task = asyncio.create_task(listener.run())
+    try:
+        async with asyncio.timeout(5):
+            while metrics.total("events_received_total") < 5 + 2:  # + 2 replayed by resume
+                await asyncio.sleep(0.01)
+            assert listener.last_sequence is None  # received, not yet acknowledged
+            publisher.fail_with = RuntimeError("broker lost them")
+            publisher.hold = False
+            for _, future in publisher._held:
+                future.set_exception(RuntimeError("broker lost them"))
+            publisher._held.clear()
+            while pbx.connections < 2:  # a failed delivery reconnects
+                await asyncio.sleep(0.01)
+            publisher.fail_with = None
+            while len([c for c in pbx.commands if c["action"] == "session.resume"]) < 2:
+                await asyncio.sleep(0.01)
+    finally:
+        await listener.stop()
+        await asyncio.wait_for(task, 5)
+    resumes = [c["params"] for c in pbx.commands if c["action"] == "session.resume"]
+    assert resumes == [{"last_sequence": 0}, {"last_sequence": 0}]  # asks for them again
+    assert metrics.total("publish_failures_total") >= 5

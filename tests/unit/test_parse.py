@@ -214,3 +214,56 @@ def test_arbitrary_bytes_land_or_dead_letter(raw: bytes) -> None:
     dead_lettered = len(result.dead_letters) == 1 and not result.events
     assert landed or dead_lettered
     assert len(result.messages) == len(result.events) + len(result.dead_letters)
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        (b"123456789012345678901234", 123456789012345678901234),  # beyond 64 bits
+        (b"-9223372036854775809", -9223372036854775809),
+        (b"18446744073709551616", 18446744073709551616),
+        (b"1234567890123456789", 1234567890123456789),  # 19 digits, fits: either path
+    ],
+)
+def test_integers_beyond_64_bits_are_read_exactly(text: bytes, value: int) -> None:
+    [e] = parse(b'{"event_type": "call_hangup", "call_id": "c", "n": ' + text + b"}")
+    assert e.payload["n"] == value and isinstance(e.payload["n"], int)
+
+
+def test_every_catalog_name_is_a_valid_type_name() -> None:
+    # parse._type_name accepts catalog names without matching the pattern again.
+    from pipelines.catalog import CATALOG
+    from pipelines.parse import _TYPE_NAME
+
+    assert all(_TYPE_NAME.match(name) for name in CATALOG)
+
+
+def test_unhashable_event_type_is_a_parse_error() -> None:
+    with pytest.raises(ParseError) as info:
+        parse({"event_type": ["call_ringing"], "call_id": "c"})
+    assert info.value.reason == "bad_event_type"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2026-08-22T15:33:10.123456789+00:00",
+         (datetime(2026, 8, 22, 15, 33, 10, 123456, tzinfo=UTC), "2026-08-22T15:33:10.123456789Z")),
+        ("2026-08-22 15:33:10z",
+         (datetime(2026, 8, 22, 15, 33, 10, tzinfo=UTC), "2026-08-22T15:33:10.000000000Z")),
+        ("2026-08-22T15:33:10.5-0000",
+         (datetime(2026, 8, 22, 15, 33, 10, 500000, tzinfo=UTC), "2026-08-22T15:33:10.500000000Z")),
+        ("2026-08-22T15:33:10.123+05:30",
+         (datetime(2026, 8, 22, 10, 3, 10, 123000, tzinfo=UTC), "2026-08-22T10:03:10.123000000Z")),
+        ("2200-01-01T00:00:00.5Z",  # bounds apply to the whole second
+         (datetime(2200, 1, 1, 0, 0, 0, 500000, tzinfo=UTC), "2200-01-01T00:00:00.500000000Z")),
+        ("2200-01-01T00:00:01Z", None),
+        ("1989-12-31T23:59:59.999Z", None),
+        ("2026-02-30T00:00:00Z", None),
+        ("2026-08-22T15:33:10.1234567890Z", None),
+    ],
+)
+def test_rfc3339_timestamps(text: str, expected: object) -> None:
+    from pipelines.timeparse import parse_rfc3339
+
+    assert parse_rfc3339(text) == expected
