@@ -11,6 +11,7 @@ from pipelines.avro_writer import compile_writer
 from pipelines.catalog import CATEGORY_SCHEMA, DEAD_LETTER_SCHEMA, dead_letter_topic, topic_for
 from pipelines.errors import SchemaError
 from pipelines.events import CanonicalEvent, DeadLetter
+from pipelines.identity import OCCURRENCE_HEADER, occurrence_note
 
 Headers = list[tuple[str, bytes]]
 
@@ -128,6 +129,11 @@ class EventEncoder:
             ("rwi.event_type", event_type),
         ]
         size = len(key) + len(out) + fixed + len(source) + len(dialect) + len(event_type)
+        if event.fact:
+            note = occurrence_note(event.fact, event.occurrence, event.source,
+                                   event.envelope_call_id or "", event.instant)
+            headers.append((OCCURRENCE_HEADER, note))
+            size += len(OCCURRENCE_HEADER) + len(note)
         return OutgoingMessage(topic, key, bytes(out), headers, size)
 
     def encode_dead_letter(self, letter: DeadLetter) -> OutgoingMessage:

@@ -37,6 +37,8 @@ class CanonicalEvent:
     fields: dict[str, Any] = field(default_factory=dict)
     extra: str | None = None
     warnings: tuple[str, ...] = ()
+    fact: bytes = b""  # the identity's fact key (pipelines.identity), kept in a Kafka header
+    instant: str | None = None  # the dispatch instant the occurrence was matched on
 
     def to_record(self) -> dict[str, Any]:
         """The value as its category schema's record (datetimes become timestamp-micros)."""

@@ -14,8 +14,13 @@ Rule: an event's identity is (pbx, fact type, fact content, occurrence).
   different legs collapse into one event, while a second ``call_ringing`` to the same call
   becomes occurrence 1. Live WebSocket frames and webhook bodies of the same event meet on
   the same occurrence because both channels carry one call's events in dispatch order.
-The occurrence table is bounded (LRU by fact); after a restart it starts empty, so a replay
-of a fact whose earlier repetitions have been forgotten is counted from 0 again.
+The occurrence table is bounded (LRU by fact). It survives restarts through Kafka: every
+message carries an ``rwi.occurrence`` header (:func:`occurrence_note`: fact key, occurrence,
+channel, target, instant), and a starting ingest service reads the recent tail of its topics
+back into the table (:mod:`pipelines.identity_restore`) before it accepts events. Without
+that, a restarted service would count each repeated fact from 0 again and give a new
+repetition the id of an old one. A fact whose repetitions are older than that tail is
+counted from 0 again.
 """
 
 from __future__ import annotations
@@ -66,6 +71,31 @@ def fact_key(pbx: str, event_type: str, payload: Mapping[str, Any]) -> bytes:
         k: v for k, v in payload.items() if k not in DELIVERY_KEYS and not k.startswith("envelope_")
     }
     return hashlib.sha256(_fact_prefix(pbx, event_type) + canonical_json_bytes(fact)).digest()
+
+
+OCCURRENCE_HEADER = "rwi.occurrence"
+_KEY_BYTES = 32
+
+
+def occurrence_note(key: bytes, occurrence: int, channel: str, target: str,
+                    instant: str | None) -> bytes:
+    """The ``rwi.occurrence`` header value: enough to replay one ``assign`` decision."""
+    tail = "\x00".join((channel, target, instant if instant is not None else ""))
+    flag = b"\x01" if instant is not None else b"\x00"
+    return key + occurrence.to_bytes(4, "big") + flag + tail.encode("utf-8", "surrogatepass")
+
+
+def parse_occurrence_note(note: bytes) -> tuple[bytes, int, str, str, str | None] | None:
+    """``(key, occurrence, channel, target, instant)``, or None for a malformed header."""
+    if len(note) < _KEY_BYTES + 5:
+        return None
+    key, occurrence = note[:_KEY_BYTES], int.from_bytes(note[_KEY_BYTES:_KEY_BYTES + 4], "big")
+    has_instant = note[_KEY_BYTES + 4] == 1
+    parts = note[_KEY_BYTES + 5:].decode("utf-8", "surrogatepass").split("\x00")
+    if len(parts) != 3:
+        return None
+    channel, target, instant = parts
+    return key, occurrence, channel, target, instant if has_instant else None
 
 
 def event_id(key: bytes, occurrence: int) -> str:
@@ -122,3 +152,25 @@ class OccurrenceTracker:
         if instant is not None:
             fact.by_instant[instant] = chosen
         return chosen
+
+    def restore(self, key: bytes, occurrence: int, channel: str, target: str,
+                instant: str | None) -> None:
+        """Replay a decision :meth:`assign` made before a restart (read back from Kafka).
+
+        Idempotent and order-insensitive: the delivery path has seen ``occurrence``, the
+        instant maps to it, and the fact has at least ``occurrence + 1`` repetitions. The
+        per-path cursor is left alone; ``assign`` skips whatever the path has seen.
+        """
+        fact = self._facts.get(key)
+        if fact is None:
+            fact = _Fact()
+            self._facts[key] = fact
+            if len(self._facts) > self._max:
+                self._facts.popitem(last=False)
+        else:
+            self._facts.move_to_end(key)
+        fact.delivered.setdefault((channel, target), set()).add(occurrence)
+        if instant is not None:
+            fact.by_instant[instant] = occurrence
+        if occurrence >= fact.count:
+            fact.count = occurrence + 1

@@ -226,6 +226,8 @@ class Normalizer:
             fields,
             canonical_json(extra) if extra else None,
             tuple(warnings),
+            fkey,
+            parsed.instant,
         )
 
     @staticmethod

@@ -91,6 +91,8 @@ class IngestSettings(BaseModel):
     reconnect_max_s: float = 30.0
     ping_timeout_s: float = 20.0
     access_log: bool = False
+    restore_identity_messages: int = Field(default=100_000, ge=0)
+    """Messages per partition read back at start to restore event-id numbering (0 = none)."""
 
 
 class Settings(BaseModel):

@@ -20,7 +20,8 @@ from typing import Any
 from aiohttp import web
 
 from pipelines.catalog import all_topics
-from pipelines.errors import ConfigError
+from pipelines.errors import BrokerError, ConfigError
+from pipelines.identity_restore import restore_occurrences
 from pipelines.ingest import BodyConverter
 from pipelines.settings import Settings
 
@@ -156,10 +157,35 @@ class IngestService:
         start = getattr(self.publisher, "start", None)
         if start is not None:
             await start()
+        if isinstance(self.publisher, KafkaPublisher):
+            await self._restore_identities()
         if self.channels.webhook is not None:
             await self._start_webhook(*self.channels.webhook)
         if self.channels.ws_url is not None:
             self._start_ws(self.channels.ws_url)
+
+    async def _restore_identities(self) -> None:
+        """Read the tail of the topics back into the occurrence table before accepting
+        events (pipelines.identity_restore); waits for the broker, retrying."""
+        limit = self.settings.ingest.restore_identity_messages
+        if limit <= 0:
+            return
+        topics = all_topics(self.settings.topic_prefix)
+        delay = self.settings.ingest.reconnect_initial_s
+        while True:
+            try:
+                summary = await restore_occurrences(
+                    self.settings.kafka.bootstrap, topics, self.converter.normalizer.tracker,
+                    max_per_partition=limit)
+            except BrokerError as exc:
+                log.warning("cannot restore event identities yet (%s); retrying in %.1fs",
+                            exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.settings.ingest.reconnect_max_s)
+                continue
+            log.info("restored %d event identities from %d messages of %d partitions in %.1fs",
+                     summary.restored, summary.messages, summary.partitions, summary.seconds)
+            return
 
     async def _start_webhook(self, host: str, port: int) -> None:
         hook, ingest = self.settings.webhook, self.settings.ingest

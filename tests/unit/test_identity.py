@@ -3,6 +3,12 @@
 import json
 from datetime import UTC, datetime
 
+from pipelines.identity import (
+    OccurrenceTracker,
+    fact_key,
+    occurrence_note,
+    parse_occurrence_note,
+)
 from pipelines.ingest import BodyConverter
 
 NOW = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
@@ -116,3 +122,34 @@ def test_many_repetitions_get_consecutive_occurrences() -> None:
     # the webhook copies of the same 5000 events join them one by one, by arrival order
     assert [tracker.assign(b"k", "webhook", "C", f"t{i}") for i in range(5000)] == got
     assert tracker.assign(b"k", "webhook", "C", "t42") == 42  # a redelivery
+
+
+def test_an_occurrence_note_round_trips() -> None:
+    key = fact_key("pbx", "call_ringing", {"call_id": "c1"})
+    for instant in (None, "", "2026-11-02T08:00:00.123Z", "17"):
+        note = occurrence_note(key, 3, "webhook", "c1", instant)
+        assert parse_occurrence_note(note) == (key, 3, "webhook", "c1", instant)
+    assert parse_occurrence_note(b"short") is None
+
+
+def test_a_restored_tracker_numbers_like_the_one_that_was_restarted() -> None:
+    """Replaying the decisions of a tracker into a fresh one (as a restarted ingest does from
+    Kafka headers) continues the numbering: a new repetition gets the next occurrence and a
+    redelivery with a known instant gets its old one."""
+    key = fact_key("pbx", "agent_state_changed", {"agent_id": "1001", "to_status": "idle"})
+    before = OccurrenceTracker()
+    notes = [(key, before.assign(key, "webhook", "", f"t{i}"), "webhook", "", f"t{i}")
+             for i in range(3)]
+    assert [n[1] for n in notes] == [0, 1, 2]
+
+    forgetful = OccurrenceTracker()
+    assert forgetful.assign(key, "webhook", "", "t3") == 0  # what a restart used to do
+
+    restored = OccurrenceTracker()
+    for note in reversed(notes):  # order does not matter
+        parsed = parse_occurrence_note(occurrence_note(*note))
+        assert parsed is not None
+        restored.restore(*parsed)
+    assert restored.assign(key, "webhook", "", "t1") == 1  # a redelivery keeps its number
+    assert restored.assign(key, "webhook", "", "t3") == 3  # a new repetition continues
+    assert restored.assign(key, "websocket", "", None) == 0  # another path starts from 0
