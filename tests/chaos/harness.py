@@ -131,13 +131,15 @@ class Ingest:
     """``rwi-etl ingest`` as a child process that can be killed and started again."""
 
     def __init__(self, bootstrap: str, prefix: str, log: Path, *, webhook: bool = True,
-                 ws_url: str | None = None, env: dict[str, str] | None = None) -> None:
+                 ws_url: str | None = None, env: dict[str, str] | None = None,
+                 config: Path | None = None) -> None:
         self.port = free_port() if webhook else None
         self.bootstrap = bootstrap
         self.prefix = prefix
         self.log = log
         self.ws_url = ws_url
         self.extra_env = env or {}
+        self.config = config
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
         self.kills = 0
@@ -155,6 +157,8 @@ class Ingest:
             argv += ["--webhook", f"127.0.0.1:{self.port}"]
         if self.ws_url is not None:
             argv += ["--ws", self.ws_url]
+        if self.config is not None:
+            argv += ["--config", str(self.config)]
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(argv, cwd=REPO, env=env, stdout=out,
                                          stderr=subprocess.STDOUT)
@@ -328,6 +332,19 @@ def land(settings: Settings, options: CompactSettings | None = None) -> Path:
     return WarehousePaths.under(settings.data_dir).work
 
 
+def stored_ids(db: Path, where: str = "true") -> set[str]:
+    """Distinct event ids in the raw tables of ``db`` whose rows match ``where``."""
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        tables = [t for (t,) in con.execute(
+            "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'raw' "
+            "AND table_name <> 'deadletter'").fetchall()]
+        return {i for t in tables for (i,) in con.execute(
+            f'SELECT DISTINCT event_id FROM raw."{t}" WHERE {where}').fetchall()}
+    finally:
+        con.close()
+
+
 def reconcile(case: str, faults: str, db: Path, sent: int, expected: set[str],
               truth: list[dict[str, Any]] | None, started: float,
               detail: dict[str, Any] | None = None) -> Reconciliation:
@@ -384,3 +401,85 @@ def split_by_call(bodies: Sequence[bytes], lanes: int) -> list[list[bytes]]:
         key = str(doc.get("call_id") or (doc.get("event") or {}).get("call_id") or "")
         out[zlib.crc32(key.encode()) % lanes].append(body)
     return out
+
+
+# -- the network between the ingest service and the PBX's WebSocket -------------------------
+
+
+class DroppingProxy:
+    """A TCP proxy on loopback whose :meth:`cut` drops every open connection at once, as a
+    network failure or a load balancer's idle timeout would."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.port = free_port()
+        self.cuts = 0
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+
+    async def __aenter__(self) -> DroppingProxy:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        self.cut()
+        await self._server.wait_closed()
+
+    @property
+    def connections(self) -> int:
+        return len(self._writers) // 2
+
+    def cut(self) -> None:
+        if self._writers:
+            self.cuts += 1
+        for writer in list(self._writers):
+            writer.transport.abort()
+        self._writers.clear()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        except OSError:
+            writer.transport.abort()
+            return
+        self._writers |= {writer, up_writer}
+
+        async def pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            try:
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            except (ConnectionError, OSError):
+                pass
+            finally:
+                dst.transport.abort()
+                self._writers.discard(dst)
+
+        await asyncio.gather(pump(reader, up_writer), pump(up_reader, writer))
+
+
+async def listen_all(port: int, contexts: Sequence[str], frames: list[bytes],
+                     connected: asyncio.Event | None = None) -> None:
+    """A reference listener connected straight to the PBX (no faults): subscribes, asks for
+    the cache, and keeps every event frame until the PBX closes the connection."""
+    import websockets
+
+    url = f"ws://127.0.0.1:{port}/rwi/v1?token={WS_TOKEN}"
+    async with websockets.connect(url, subprotocols=[websockets.Subprotocol("rwi-v1")],
+                                  max_size=None) as ws:
+        await ws.send(orjson.dumps({"action_id": "ref-subscribe", "action": "session.subscribe",
+                                    "params": {"contexts": list(contexts)}}).decode())
+        await ws.send(orjson.dumps({"action_id": "ref-resume", "action": "session.resume",
+                                    "params": {"last_sequence": 0}}).decode())
+        if connected is not None:
+            connected.set()
+        try:
+            async for message in ws:
+                raw = message.encode() if isinstance(message, str) else message
+                if b'"command_' in raw[:200] and b'"type"' in raw[:200]:
+                    continue  # a reply to the reference's own commands
+                frames.append(raw)
+        except websockets.ConnectionClosed:
+            pass

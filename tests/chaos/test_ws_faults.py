@@ -1,0 +1,145 @@
+"""Faults on the WebSocket path: connections dropped mid-stream (the ingest service resumes
+from the PBX's cache), and a 1.0 PBX that restarts and numbers its events from 1 again.
+
+The PBX also posts every event to the webhook, as RustPBX does, so the analytics tables can
+be held against the ground truth; the WebSocket side is checked on its own against a
+reference listener that stays connected straight to the PBX: every event it saw must be
+stored from the ingest service's WebSocket too, under the same id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from pathlib import Path
+
+import pytest
+
+from pipelines.analytics.verify import read_truth
+from tests.chaos.harness import (
+    TOKEN,
+    WS_TOKEN,
+    DroppingProxy,
+    Ingest,
+    Traffic,
+    expected_ids,
+    free_port,
+    lake_settings,
+    land,
+    listen_all,
+    reconcile,
+    simulator_process,
+    stored_ids,
+)
+
+pytestmark = [
+    pytest.mark.kafka, pytest.mark.chaos, pytest.mark.slow,
+    # Known gap, kept visible in the fault suite's figures: 1.0 WebSocket frames carry neither
+    # a sequence nor a timestamp, so a frame replayed by session.resume cannot be told from a
+    # new repetition of the same fact and gets a new occurrence (doubled); and a copy stamped
+    # on receipt can win deduplication over the webhook's copy that carries the PBX's time.
+    pytest.mark.xfail(reason="1.0 WebSocket replays are not matched to the frames already "
+                             "received", strict=True),
+]
+CONTROL = (b'"session_resumed"',)  # each session's own resume marker, not a PBX event
+
+
+def _config(tmp: Path) -> Path:
+    path = tmp / "ingest.toml"
+    path.write_text(f'[websocket]\ntoken = "{WS_TOKEN}"\ncontexts = ["*"]\n\n'
+                    "[ingest]\nreconnect_initial_s = 0.2\nreconnect_max_s = 1.0\n")
+    return path
+
+
+async def _run_pbx(tmp: Path, ingest: Ingest, proxy: DroppingProxy, port: int, seed: int,
+                   calls: int, start: str, rng: random.Random) -> tuple[Traffic, list[bytes]]:
+    """One run of a 1.0 PBX serving its WebSocket on ``port`` and posting to the ingest
+    webhook, with the proxy's connections cut every 1-2.5 s; its traffic and the frames the
+    reference listener received."""
+    out, truth = tmp / f"pbx-{seed}.jsonl", tmp / f"pbx-{seed}.truth.jsonl"
+    sim = simulator_process([
+        "--dialect", "v1.0", "--calls", str(calls), "--seed", str(seed), "--start", start,
+        "--ws", f"127.0.0.1:{port}", "--ws-token", WS_TOKEN, "--ws-wait", "60",
+        "--ws-linger", "3", "--rate", "250", "--webhook", ingest.url,
+        "--header", f"Authorization:Bearer {TOKEN}", "--out", str(out), "--truth", str(truth),
+    ], tmp / f"pbx-{seed}.log")
+    frames: list[bytes] = []
+    try:
+        async with asyncio.timeout(30):
+            while True:
+                try:
+                    _, writer = await asyncio.open_connection("127.0.0.1", port)
+                    writer.close()
+                    break
+                except OSError:
+                    await asyncio.sleep(0.1)
+        reference = asyncio.create_task(listen_all(port, ["*"], frames))
+        while sim.poll() is None:
+            await asyncio.sleep(rng.uniform(1.0, 2.5))
+            proxy.cut()
+        assert sim.returncode == 0, f"the simulated PBX failed; see {tmp}/pbx-{seed}.log"
+        await asyncio.wait_for(reference, 30)
+    finally:
+        if sim.poll() is None:
+            sim.kill()
+            sim.wait(10)
+    bodies = [line for line in out.read_bytes().splitlines() if line.strip()]
+    return Traffic(bodies, list(read_truth(truth))), frames
+
+
+def _events(frames: list[bytes]) -> list[bytes]:
+    return [f for f in frames if not any(marker in f[:40] for marker in CONTROL)]
+
+
+async def _case(case: str, tmp: Path, bootstrap: str, prefix: str,
+                runs: list[tuple[int, int, str]]) -> None:
+    started = time.monotonic()
+    port = free_port()
+    rng = random.Random(runs[0][0])
+    traffic: Traffic | None = None
+    frames: list[bytes] = []
+    async with DroppingProxy(port) as proxy:
+        ingest = Ingest(bootstrap, prefix, tmp / "ingest.log",
+                        ws_url=f"ws://127.0.0.1:{proxy.port}/rwi/v1", config=_config(tmp))
+        try:
+            ingest.start()
+            await ingest.healthy()
+            for seed, calls, start in runs:
+                run, seen = await _run_pbx(tmp, ingest, proxy, port, seed, calls, start, rng)
+                traffic = run if traffic is None else traffic.then_restarted(run)
+                frames += _events(seen)
+            await asyncio.sleep(2.0)  # the last frames reach Kafka
+            assert ingest.stop() == 0
+        finally:
+            ingest.cleanup()
+        cuts = proxy.cuts
+    assert traffic is not None and cuts >= 3 * len(runs)
+    db = await asyncio.to_thread(land, lake_settings(bootstrap, prefix, tmp / "data"))
+    from_ws = expected_ids(frames, source="ws")
+    stored_ws = stored_ids(db, "source <> 'webhook' AND event_type <> 'session_resumed'")
+    expected = expected_ids(traffic.bodies) | from_ws
+    result = reconcile(case, f"{cuts} connection cuts" + (", PBX restart" if len(runs) > 1
+                                                          else ""),
+                       db, len(traffic.bodies) + len(frames), expected, traffic.truth, started,
+                       {"ws_frames": len(frames), "ws_events_lost": len(from_ws - stored_ws),
+                        "ws_events_doubled": len(stored_ws - from_ws), "cuts": cuts})
+    result.lost += len(from_ws - stored_ws)
+    result.doubled += len(stored_ws - from_ws)
+    result.check()
+
+
+@pytest.mark.timeout(600)
+async def test_websocket_drops_resume_from_the_cache(
+    kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
+) -> None:
+    await _case("WebSocket drops + resume (v1.0)", tmp_path, kafka_bootstrap, topic_prefix,
+                [(107, 200, "2026-11-02T08:00:00Z")])
+
+
+@pytest.mark.timeout(600)
+async def test_websocket_pbx_restart_resets_the_sequence(
+    kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
+) -> None:
+    await _case("WebSocket PBX restart (v1.0)", tmp_path, kafka_bootstrap, topic_prefix,
+                [(108, 120, "2026-11-02T08:00:00Z"), (109, 120, "2026-11-02T14:00:00Z")])
