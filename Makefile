@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup kafka-jars demo test lint bench dagster clean-data
+.PHONY: setup kafka-jars demo test chaos lint bench dagster clean-data
 
 setup: $(STAMP)
 
@@ -23,6 +23,10 @@ demo: setup kafka-jars
 
 test: setup kafka-jars
 	$(BIN)/pytest
+
+# The fault suite alone (also part of `make test`).
+chaos: setup kafka-jars
+	$(BIN)/pytest -m chaos
 
 lint: setup
 	$(BIN)/ruff check .
