@@ -186,6 +186,8 @@ def ensure_schema(con: duckdb.DuckDBPyConnection, specs: Mapping[str, TableSpec]
 
 def _create_views(con: duckdb.DuckDBPyConnection, specs: Mapping[str, TableSpec]) -> None:
     # Recreated on every run so a view always matches the current columns of its table.
+    # Of an event's copies the view keeps one that carries the PBX's own time (frames that
+    # carry none are stamped on receipt, event_time = received_at), then the earliest.
     history = []
     for table, spec in specs.items():
         raw = f"raw.{quote(table)}"
@@ -196,7 +198,8 @@ def _create_views(con: duckdb.DuckDBPyConnection, specs: Mapping[str, TableSpec]
                 FROM {raw}
                 QUALIFY row_number() OVER (
                     PARTITION BY {quote(spec.id_column)}
-                    ORDER BY received_at, _kafka_timestamp, _topic, _partition, _offset) = 1""")
+                    ORDER BY event_time = received_at, received_at, _kafka_timestamp,
+                             _topic, _partition, _offset) = 1""")
         history.append(f"""
             SELECT '{table}' AS table_name, _schema_fingerprint AS fingerprint,
                    count(*) AS "rows", min(_kafka_timestamp) AS first_seen,

@@ -200,3 +200,26 @@ def test_runs_are_recorded(tmp_path: Path) -> None:
         rows = con.execute("SELECT run_id, status, duration_s, error FROM meta.runs "
                            "ORDER BY run_id").fetchall()
     assert rows == [("r1", "ok", 9.0, None), ("r2", "failed", 9.0, "boom")]
+
+
+def test_staging_prefers_the_copy_that_carries_the_pbx_time(tmp_path: Path) -> None:
+    """A WebSocket frame carries no timestamp (stamped on receipt) and may arrive before the
+    webhook body of the same event; the view keeps the body, whose time is the PBX's."""
+    from datetime import timedelta
+
+    event = {"event_type": "call_ringing", "call_id": "c-ws", "caller": "sip:1@pbx",
+             "callee": "sip:2@pbx"}
+    pbx_time = T0 - timedelta(seconds=30)
+    frame = json.dumps(event).encode()
+    webhook = json.dumps({"timestamp": pbx_time.isoformat(), "call_id": "c-ws",
+                          "event_type": "call_ringing", "event": event}).encode()
+    converter = BodyConverter("pbx-test", "rwi")
+    first = converter.convert(frame, source="ws", received_at=T0)
+    later = converter.convert(webhook, source="webhook", received_at=T0 + timedelta(seconds=1))
+    assert first.events[0].event_id == later.events[0].event_id
+    lake = Lake(tmp_path / "lake")
+    manifest = compact_offline(lake, batches(first.messages + later.messages))
+    load(tmp_path, manifest)
+    db = WarehousePaths.under(tmp_path).published
+    assert query(db, "SELECT source, event_time, _deliveries FROM staging.call") == [
+        ("webhook", pbx_time, 2)]
