@@ -9,7 +9,7 @@ from typing import Any
 
 from connectors.simulator.config import SimConfig
 from connectors.simulator.records import Fact, Leg
-from connectors.simulator.timefmt import US, rfc3339_autosi
+from connectors.simulator.timefmt import PAD9, US, rfc3339_autosi
 from connectors.simulator.topology import Topology
 
 SIP_DOMAIN = "pbx.local"
@@ -78,17 +78,17 @@ class Gen:
 
     # -- ids ----------------------------------------------------------------------------
     def uuid(self) -> str:
-        h = f"{self.rng.getrandbits(128):032x}"
+        h = hex(self.rng.getrandbits(128))[2:].zfill(32)
         return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{'89ab'[int(h[16], 16) % 4]}{h[17:20]}-{h[20:]}"
 
     def hex(self, digits: int) -> str:
-        return f"{self.rng.getrandbits(4 * digits):0{digits}x}"
+        return hex(self.rng.getrandbits(4 * digits))[2:].zfill(digits)
 
     def sip_call_id(self, ip: str) -> str:
         return f"{self.hex(16)}@{ip}"
 
     def phone(self) -> str:
-        return f"1{'3589'[self.below(4)]}{self.below(10**9):09d}"
+        return f"1{'3589'[self.below(4)]}{str(PAD9 + self.below(PAD9))[1:]}"
 
     # -- facts --------------------------------------------------------------------------
     def emit(self, t: int, kind: str, leg: Leg | None, data: dict[str, Any] | None = None) -> None:

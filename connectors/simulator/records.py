@@ -18,7 +18,8 @@ class Leg:
 
     __slots__ = (
         "agent_id", "answered", "app_at", "call_id", "callee", "callee_name", "caller",
-        "caller_name", "context", "created", "ctx_current", "ctx_frag", "ctx_sig", "ctx_v1",
+        "caller_name", "context", "created", "ctx_builds", "ctx_current", "ctx_frag", "ctx_sig",
+        "ctx_v1",
         "direction", "end_kind", "ended", "hangup_by", "hangup_reason", "holds", "idx",
         "ivr_runs", "queue_visits", "recordings", "reparent_at", "ringing", "root_call_id",
         "session_id", "sip_headers", "sip_status", "text_cache", "transfers", "trunk", "uas",
@@ -58,9 +59,11 @@ class Leg:
         self.app_at: int | None = None
         self.ctx_current: dict[str, Any] = {}
         self.ctx_v1: dict[str, Any] = {}
-        # Renderer caches of the encoded context (rebuilt when the context changes).
-        self.ctx_frag: dict[str, str] | None = None
+        # Renderer caches of the encoded context (rebuilt when the context changes): its
+        # sorted keys, their encoded values and the templates compiled for those keys.
+        self.ctx_frag: tuple[str, ...] | None = None
         self.ctx_sig: tuple[str, ...] = ()
+        self.ctx_builds: dict[str, Any] = {}
         self.text_cache: dict[frozenset[str], str] = {}
 
 

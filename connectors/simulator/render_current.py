@@ -13,7 +13,7 @@ import json
 from typing import Any
 
 from connectors.simulator.records import Fact, Leg
-from connectors.simulator.templates import SORTED, Build, compile_current, fragments_sorted
+from connectors.simulator.templates import SORTED, Build, compile_current, context_values
 from connectors.simulator.timefmt import nanos_for, rfc3339_autosi
 
 # What the resume cache needs to rebuild the un-enriched event: text, or (kind, data, call id).
@@ -21,7 +21,6 @@ Raw = tuple[str, dict[str, Any], str | None] | dict[str, Any] | str
 # (t_us, event_type, envelope call_id, dispatch O|F|B|W, route, event JSON text, raw) -- the
 # last item is a ``Raw`` today; 1.0 uses it for what only the encoder can fill in.
 Emission = tuple[int, str, str, str, str, str, Any]
-_EMPTY: dict[str, str] = {}
 
 _C = ("call_id",)
 _SPEC: dict[str, tuple[tuple[str, ...], str]] = {
@@ -115,6 +114,9 @@ _TIMES = frozenset({"entry_time", "exit_time", "completion_time", "step_start_ti
 # Keys whose events have no call id of their own: never enriched.
 _UNKEYED = frozenset({"call_bridged", "conference_created", "conference_destroyed",
                       "conference_error", "queue_alert"})
+# context keys -> {kind: compiled template}, shared by every renderer; legs point at the
+# entry of their context's keys.
+_BY_KEYS: dict[tuple[str, ...], dict[str, Build]] = {(): {}}
 _STEP_FIELDS = ("call_id", "session_id", "caller", "callee", "step_index", "trigger",
                 "action_type", "action_json", "duration_ms", "error", "step_id", "step_name",
                 "step_start_time", "step_end_time", "extra", "sip_headers")
@@ -131,16 +133,26 @@ class CurrentRenderer:
             "recording_metadata_available": self._metadata, "record_end": self._record_end,
             "ivr_step_trace": self._step_trace, "_reparent": self._reparent, "test": self._test,
         }
-        # kind -> (dispatch, never enriched?, {context signature: compiled template})
-        self._plans: dict[str, tuple[str, bool, dict[tuple[str, ...], Build]]] = {
-            kind: (dispatch, kind in _UNKEYED, {}) for kind, (_, dispatch) in _SPEC.items()}
+        # kind -> (dispatch, never enriched?)
+        self._plans: dict[str, tuple[str, bool]] = {
+            kind: (dispatch, kind in _UNKEYED) for kind, (_, dispatch) in _SPEC.items()}
         self._direct = {k: v for k, v in self._plans.items() if k not in self._custom}
+        self._by_keys = _BY_KEYS
 
-    def _build(self, kind: str, sig: tuple[str, ...]) -> Build:
-        builds = self._plans[kind][2]
-        build = builds.get(sig)
+    def _context(self, leg: Leg) -> tuple[str, ...]:
+        """Encode the leg's context once (again after it changes)."""
+        keys, values = context_values(leg.ctx_current, leg.call_id)
+        builds = self._by_keys.get(keys)
+        if builds is None:
+            builds = self._by_keys[keys] = {}
+        leg.ctx_sig, leg.ctx_frag, leg.ctx_builds = keys, values, builds
+        return values
+
+    def _build(self, kind: str, keys: tuple[str, ...]) -> Build:
+        builds = self._by_keys[keys]
+        build = builds.get(kind)
         if build is None:
-            build = builds[sig] = compile_current(kind, _SPEC[kind][0], sig, _TIMES)
+            build = builds[kind] = compile_current(kind, _SPEC[kind][0], keys, _TIMES)
         return build
 
     def render(self, fact: Fact) -> list[Emission]:
@@ -148,35 +160,34 @@ class CurrentRenderer:
         plan = self._direct.get(kind)
         if plan is None:
             return self._custom[kind](t, leg, data)
-        dispatch, unkeyed, builds = plan
-        if leg is None or unkeyed:
+        if leg is None or plan[1]:
             return self._templated(t, kind, plan, leg, data)
         cid = leg.call_id
-        frag = leg.ctx_frag or _fragments(leg)
-        build = builds.get(leg.ctx_sig) or self._build(kind, leg.ctx_sig)
-        text = build(data, cid, frag)
+        values = leg.ctx_frag or self._context(leg)
+        build = leg.ctx_builds.get(kind) or self._build(kind, leg.ctx_sig)
+        text = build(data, cid, values)
         routes = data.get("_routes")
         if routes:
             return [(t, kind, r, "O", r, text, (kind, data, cid)) for r in routes]
-        return [(t, kind, cid, dispatch, cid, text, (kind, data, cid))]
+        return [(t, kind, cid, plan[0], cid, text, (kind, data, cid))]
 
-    def _templated(self, t: int, kind: str, plan: tuple[str, bool, dict[tuple[str, ...], Build]],
-                   leg: Leg | None, data: dict[str, Any]) -> list[Emission]:
-        dispatch, unkeyed, builds = plan
+    def _templated(self, t: int, kind: str, plan: tuple[str, bool], leg: Leg | None,
+                   data: dict[str, Any]) -> list[Emission]:
+        dispatch, unkeyed = plan
         if leg is None:
             cid = None
             env = data.get("call_id") or ""
-            sig: tuple[str, ...] = ()
-            frag = _EMPTY
+            keys: tuple[str, ...] = ()
+            values: tuple[str, ...] = ()
         else:
             env = cid = leg.call_id
             if unkeyed:
-                sig, frag = (), _EMPTY
+                keys, values = (), ()
             else:
-                frag = leg.ctx_frag or _fragments(leg)
-                sig = leg.ctx_sig
-        build = builds.get(sig) or self._build(kind, sig)
-        text = build(data, cid, frag)  # type: ignore[arg-type]
+                values = leg.ctx_frag or self._context(leg)
+                keys = leg.ctx_sig
+        build = self._by_keys[keys].get(kind) or self._build(kind, keys)
+        text = build(data, cid, values)
         raw: Raw = (kind, data, cid)
         routes = data.get("_routes")
         if routes:
@@ -190,7 +201,7 @@ class CurrentRenderer:
         if isinstance(raw, dict):
             return SORTED(raw)
         kind, data, cid = raw
-        return self._build(kind, ())(data, cid, _EMPTY)  # type: ignore[arg-type]
+        return self._build(kind, ())(data, cid, ())
 
     def _emit(self, t: int, kind: str, leg: Leg, raw: dict[str, Any],
               dispatch: str = "O") -> list[Emission]:
@@ -283,10 +294,3 @@ def _segments(start: int, stop: int | None, pauses: list[list[int | None]]) -> s
         at = int(resumed or at)
     spans.append({"start_ms": (at - start) // 1000, "end_ms": (int(stop or at) - start) // 1000})
     return json.dumps(spans, separators=(",", ":"))
-
-
-def _fragments(leg: Leg) -> dict[str, str]:
-    frag = fragments_sorted(leg.ctx_current)
-    leg.ctx_frag = frag
-    leg.ctx_sig = tuple(sorted(frag))
-    return frag

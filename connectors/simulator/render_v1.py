@@ -8,11 +8,12 @@ they do not already carry; the context grows during a call (app, routing target,
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any
 
 from connectors.simulator.records import Fact, Leg
 from connectors.simulator.render_current import Emission
-from connectors.simulator.templates import ORDERED, Build, compile_v1, fragment_text_v1
+from connectors.simulator.templates import ORDERED, Build, compile_v1, context_fragments_v1
 from connectors.simulator.timefmt import iso_z_s
 
 _C = ("call_id",)
@@ -119,11 +120,23 @@ _SPEC["supervisor_mode_stopped"] = (("supervisor_call_id", "target_call_id"), _B
 _FORMAT = {"entry_time": "_tu", "exit_time": "_tu", "completion_time": "_tu",
            "transition_time": "_tu", "step_start_time": "_tu", "step_end_time": "_tu",
            "system_time": "_tm", "register_time": "_tm", "unregister_time": "_tm"}
-_EMPTY: dict[str, str] = {}
 _KEEP_NULL = frozenset({"sip_status", "step_end_time"})
 _RENAMED = {"event_type": "step_event_type"}  # ivr_step_trace's own ``event_type`` field
 _ENVELOPE_FROM = {"call_bridged": "leg_a", "media_ringback_passthrough_started": "source",
                   "media_ringback_passthrough_stopped": "source"}
+
+
+_WHOLE: frozenset[str] = frozenset()  # text_cache key of the whole context text
+# kind -> (template, +ctx, dispatch, own fields, field giving the envelope call_id)
+_Plan = tuple[Build, bool, str, frozenset[str], str | None]
+
+
+@cache
+def _plans() -> dict[str, _Plan]:
+    """Every event type's template, compiled once per process."""
+    return {kind: (compile_v1(kind, fields, _KEEP_NULL, _FORMAT, _RENAMED), ctx, dispatch,
+                   frozenset(fields), _ENVELOPE_FROM.get(kind))
+            for kind, (fields, ctx, dispatch) in _SPEC.items()}
 
 
 class V1Renderer:
@@ -138,11 +151,7 @@ class V1Renderer:
             "call_metadata_updated": self._call_metadata, "session_resumed": self._resumed,
             "_ctx_v1": self._context,
         }
-        self._builds: dict[str, tuple[Build, bool, str, frozenset[str]]] = {
-            kind: (compile_v1(kind, fields, _KEEP_NULL, _FORMAT, _RENAMED), ctx, dispatch,
-                   frozenset(fields))
-            for kind, (fields, ctx, dispatch) in _SPEC.items()
-        }
+        self._builds = _plans()
         self.sequence = 0
 
     def render(self, fact: Fact) -> list[Emission]:
@@ -150,23 +159,21 @@ class V1Renderer:
         custom = self._custom.get(kind)
         if custom is not None:
             return custom(t, leg, data)
-        build, with_ctx, dispatch, own = self._builds[kind]
+        build, with_ctx, dispatch, own, source = self._builds[kind]
         if leg is None:
-            text = build(data, None, _EMPTY)  # type: ignore[arg-type]
+            text = build(data, None, "")
             env = ""
             route = ""
         else:
             if with_ctx:
                 ctx = leg.text_cache.get(own)
                 if ctx is None:
-                    ctx = fragment_text_v1(leg.ctx_v1, own)
-                    leg.text_cache[own] = ctx
-                text = build(data, leg.call_id, {"": ctx})
+                    ctx = leg.text_cache[own] = _context_text(leg, own)
+                text = build(data, leg.call_id, ctx)
             else:
-                text = build(data, leg.call_id, _EMPTY)
+                text = build(data, leg.call_id, "")
             env = leg.call_id
             route = leg.context if dispatch == "F" else env
-        source = _ENVELOPE_FROM.get(kind)
         if source is not None:
             env = route = data[source]
         return [(t, kind, env, dispatch, route, text, text)]
@@ -254,5 +261,23 @@ class V1Renderer:
     def _context(self, t: int, leg: Leg | None, data: dict[str, Any]) -> list[Emission]:
         assert leg is not None
         leg.ctx_v1 = {**leg.ctx_v1, **{k: v for k, v in data.items() if v is not None}}
+        leg.ctx_frag = None
         leg.text_cache = {}
         return []
+
+
+def _context_text(leg: Leg, own: frozenset[str]) -> str:
+    """1.0's flattened context after an event's own fields, minus keys it already has.
+
+    The leg's context is encoded once per change (``"key":value`` per key, in order); most
+    events share no key with it and get the whole of it.
+    """
+    if leg.ctx_frag is None:
+        leg.ctx_sig, leg.ctx_frag = context_fragments_v1(leg.ctx_v1)
+    if own.isdisjoint(leg.ctx_sig):
+        whole = leg.text_cache.get(_WHOLE)
+        if whole is None:
+            whole = leg.text_cache[_WHOLE] = ",".join(leg.ctx_frag)
+        return whole
+    return ",".join([frag for key, frag in zip(leg.ctx_sig, leg.ctx_frag, strict=True)
+                     if key not in own])

@@ -13,27 +13,41 @@ import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from connectors.simulator.timefmt import US, iso_z_ms, iso_z_us, nanos_for, seconds_text
+import orjson
+
+from connectors.simulator.timefmt import _SECONDS, PAD9, US, iso_z_ms, iso_z_us, seconds_text
 
 _encode_str: Callable[[str], str] = json.encoder.encode_basestring
-c_make_encoder = getattr(json.encoder, "c_make_encoder", None)
 encode_str = _encode_str
 
 
 def _encoder(sort_keys: bool) -> Callable[[Any], str]:
-    """A reusable compact encoder (``json.dumps`` rebuilds its C encoder on every call)."""
-    slow = json.JSONEncoder(sort_keys=sort_keys, separators=(",", ":"), ensure_ascii=False)
-    if c_make_encoder is None:
-        return slow.encode
-    fast = c_make_encoder(None, slow.default, _encode_str, None, ":", ",", sort_keys, False, True)
-    return lambda value: "".join(fast(value, 0))
+    """A compact encoder (``separators=(",", ":")``, ``ensure_ascii=False``).
+
+    orjson writes the same bytes as :mod:`json` for strings, integers, booleans, ``None``,
+    lists and dicts, several times faster; what it refuses (integers beyond 64 bits,
+    non-string keys) goes to :mod:`json`. Floats would differ in exponent spelling
+    (``1e16`` vs ``1e+16``): the simulator encodes none.
+    """
+    slow = json.JSONEncoder(sort_keys=sort_keys, separators=(",", ":"),
+                            ensure_ascii=False).encode
+    dumps, option = orjson.dumps, orjson.OPT_SORT_KEYS if sort_keys else 0
+
+    def encode(value: Any) -> str:
+        try:
+            return dumps(value, option=option).decode()
+        except TypeError:
+            return slow(value)
+
+    return encode
 
 
 SORTED = _encoder(True)
 ORDERED = _encoder(False)
 encode_ordered = ORDERED
 
-Build = Callable[[Mapping[str, Any], str, Mapping[str, str]], str]
+# (event fields, the leg's call id, its encoded context) -> the event's JSON text
+Build = Callable[[Mapping[str, Any], Any, Any], str]
 
 
 class RawJson(str):
@@ -60,11 +74,6 @@ def enc_sorted(v: Any) -> str:
         return int.__repr__(v)
     if c is bool:
         return "true" if v else "false"
-    if c is list and all(x.__class__ is str for x in v):
-        return "[" + ",".join([_encode_str(x) for x in v]) + "]"
-    if c is dict and all(x.__class__ is str for x in v.values()):
-        return "{" + ",".join([_encode_str(k) + ":" + _encode_str(x)
-                               for k, x in sorted(v.items())]) + "}"
     return SORTED(v)
 
 
@@ -81,8 +90,6 @@ def enc_ordered(v: Any) -> str:
         return int.__repr__(v)
     if c is bool:
         return "true" if v else "false"
-    if c is list and all(x.__class__ is str for x in v):
-        return "[" + ",".join([_encode_str(x) for x in v]) + "]"
     return ORDERED(v)
 
 
@@ -90,8 +97,9 @@ def time_current(v: int | None) -> str:
     """A payload instant as chrono's RFC 3339 of a nanosecond clock (9 digits), or ``null``."""
     if v is None:
         return "null"
-    sec, frac = divmod(v, US)
-    return f'"{seconds_text(sec)}.{frac * 1000 + nanos_for(v):09d}+00:00"'
+    sec = v // US
+    nanos = (v - sec * US) * 1000 + 1 + v % 997  # timefmt.nanos_for
+    return f'"{_SECONDS.get(sec) or seconds_text(sec)}.{str(PAD9 + nanos)[1:]}+00:00"'
 
 
 def time_us(v: int) -> str:
@@ -106,8 +114,14 @@ _NS: dict[str, Any] = {"_e": enc_sorted, "_o": enc_ordered, "_s": _encode_str,
                        "_t": time_current, "_tu": time_us, "_tm": time_ms, "US": US}
 
 
-def _fetch(name: str, var: str, fn: str) -> str:
-    """Generated statements: read a field and encode it (strings inline, the common case)."""
+def _fetch(name: str, var: str, fn: str, encoded_cid: str = "") -> str:
+    """Generated statements: read a field and encode it (strings inline, the common case).
+
+    ``encoded_cid`` is where the template finds the leg's call id already encoded, if
+    anywhere.
+    """
+    if name == "call_id" and encoded_cid:
+        return f'    {var} = {fn}(d["call_id"]) if "call_id" in d else {encoded_cid}\n'
     source = '(d["call_id"] if "call_id" in d else cid)' if name == "call_id" \
         else f"d.get({name!r})"
     if fn in ("_e", "_o"):
@@ -123,29 +137,27 @@ def _fstring_literal(text: str) -> str:
 
 def compile_current(kind: str, fields: tuple[str, ...], ctx_keys: tuple[str, ...],
                     times: frozenset[str]) -> Build:
-    """Sorted keys: own fields (``None`` as ``null``) win over context keys of the same name."""
+    """Sorted keys: own fields (``None`` as ``null``) win over context keys of the same name.
+
+    ``ctx_keys`` are the leg's context keys, sorted; the template reads their encoded
+    values from the tuple ``c`` by position, and after them the leg's encoded call id (see
+    :func:`context_values`).
+    """
     own = set(fields) | {"event_type"}
+    position = {key: i for i, key in enumerate(ctx_keys)}
     body = ""
     pieces: list[str] = []
-    run: list[str] = []  # context keys with no own key between them: one joined fragment
-    for i, key in enumerate([*sorted(own | set(ctx_keys)), ""]):
-        if key in own or not key:
-            if run:
-                body += f"    k{i} = c[{','.join(run)!r}]\n"
-                pieces.append(("," if pieces else "") + "{k" + str(i) + "}")
-                run = []
-        else:
-            run.append(key)
-            continue
-        if not key:
-            break
+    for i, key in enumerate(sorted(own | set(ctx_keys))):
         sep = "," if pieces else ""
         if key == "event_type":
             pieces.append(_fstring_literal(f'{sep}"event_type":"{kind}"'))
-        else:
+        elif key in own:
             var = f"v{i}"
-            body += _fetch(key, var, "_t" if key in times else "_e")
+            encoded_cid = f"c[{len(ctx_keys)}]" if ctx_keys else ""
+            body += _fetch(key, var, "_t" if key in times else "_e", encoded_cid)
             pieces.append(_fstring_literal(f'{sep}"{key}":') + "{" + var + "}")
+        else:
+            pieces.append(_fstring_literal(f'{sep}"{key}":') + "{c[" + str(position[key]) + "]}")
     text = "".join(pieces)
     src = f"def build(d, cid, c):\n{body}    return f'''{{{{{text}}}}}'''\n"
     scope = dict(_NS)
@@ -155,7 +167,7 @@ def compile_current(kind: str, fields: tuple[str, ...], ctx_keys: tuple[str, ...
 
 def compile_v1(kind: str, fields: tuple[str, ...], keep_null: frozenset[str],
                formats: Mapping[str, str], renamed: Mapping[str, str]) -> Build:
-    """Declaration order, ``None`` left out (unless kept), then the context text ``c[""]``."""
+    """Declaration order, ``None`` left out (unless kept), then the context text ``c``."""
     lines = ["def build(d, cid, c):", "    p = []"]
     for key in fields:
         source = '(d["call_id"] if "call_id" in d else cid)' if key == "call_id" \
@@ -169,31 +181,24 @@ def compile_v1(kind: str, fields: tuple[str, ...], keep_null: frozenset[str],
         else:
             lines.append("    if v is not None:")
             lines.append(f"        p.append('\"{key}\":' + ({encoded}))")
-    lines.append("    ctx = c.get('')")
-    lines.append("    if ctx:")
-    lines.append("        p.append(ctx)")
+    lines.append("    if c:")
+    lines.append("        p.append(c)")
     lines.append("    return '{' + ','.join(p) + '}'")
     scope = dict(_NS)
     exec(compile("\n".join(lines) + "\n", f"<v1:{kind}>", "exec"), scope)
     return scope["build"]
 
 
-class Fragments(dict[str, str]):
-    """Encoded context of one leg: ``"key":value`` per key; a key ``a,b,c`` is the joined
-    run of those fragments, built on first use and kept."""
-
-    __slots__ = ()
-
-    def __missing__(self, run: str) -> str:
-        text = self[run] = ",".join([self[k] for k in run.split(",")])
-        return text
+def context_values(ctx: Mapping[str, Any], call_id: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """A leg's context as (sorted keys, their values encoded with sorted nested keys, then
+    the encoded ``call_id``)."""
+    keys = tuple(sorted(ctx))
+    values = [ctx[k] for k in keys]
+    return keys, (*[_encode_str(v) if v.__class__ is str else enc_sorted(v) for v in values],
+                  _encode_str(call_id))
 
 
-def fragments_sorted(ctx: Mapping[str, Any]) -> Fragments:
-    """Context values pre-encoded as ``"key":value`` fragments (sorted nested keys)."""
-    return Fragments({k: f'"{k}":{enc_sorted(v)}' for k, v in ctx.items()})
-
-
-def fragment_text_v1(ctx: Mapping[str, Any], exclude: frozenset[str]) -> str:
-    """1.0's flattened context after an event's own fields, minus keys it already has."""
-    return ",".join(f'"{k}":{enc_ordered(v)}' for k, v in ctx.items() if k not in exclude)
+def context_fragments_v1(ctx: Mapping[str, Any]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """1.0's context as (keys in order, ``"key":value`` fragments, nested keys in order)."""
+    keys = tuple(ctx)
+    return keys, tuple([f'"{k}":{enc_ordered(ctx[k])}' for k in keys])

@@ -3,6 +3,9 @@
 The simulated clock counts whole microseconds so that every duration is exact. RustPBX
 stamps with a nanosecond clock; the extra nanoseconds appended here are below one
 microsecond, so truncating a parsed instant to microseconds gives the model's value back.
+
+Fractions are zero-padded as ``str(PAD + n)[1:]`` (``0 <= n < PAD``), which gives the same
+digits as a ``:0Nd`` format spec at a fraction of its cost.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from functools import lru_cache
 
 US = 1_000_000
 MS = 1_000
+PAD3, PAD6, PAD9 = 1_000, 1_000_000, 1_000_000_000
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -51,34 +55,34 @@ def seconds_text(sec: int) -> str:
         prefix = _MINUTES.get(minute)
         if prefix is None:
             prefix = _MINUTES[minute] = _seconds(minute * 60)[:-2]
-        text = _SECONDS[sec] = f"{prefix}{second:02d}"
+        text = _SECONDS[sec] = prefix + str(100 + second)[1:]
     return text
 
 
 def rfc3339_autosi(t_us: int, extra_ns: int = 0) -> str:
     """chrono's ``to_rfc3339()``: ``+00:00`` and 0, 3, 6 or 9 fractional digits."""
-    sec, frac_us = divmod(t_us, US)
-    nanos = frac_us * 1000 + extra_ns
-    base = seconds_text(sec)
+    sec = t_us // US
+    nanos = (t_us - sec * US) * 1000 + extra_ns
+    base = _SECONDS.get(sec) or seconds_text(sec)
     if nanos == 0:
         return base + "+00:00"
     if nanos % 1_000_000 == 0:
-        return f"{base}.{nanos // 1_000_000:03d}+00:00"
+        return f"{base}.{str(PAD3 + nanos // 1_000_000)[1:]}+00:00"
     if nanos % 1000 == 0:
-        return f"{base}.{nanos // 1000:06d}+00:00"
-    return f"{base}.{nanos:09d}+00:00"
+        return f"{base}.{str(PAD6 + nanos // 1000)[1:]}+00:00"
+    return f"{base}.{str(PAD9 + nanos)[1:]}+00:00"
 
 
 def iso_z_us(t_us: int) -> str:
     """``2026-11-02T08:00:03.123456Z``: microseconds, always six digits."""
-    sec, frac_us = divmod(t_us, US)
-    return f"{seconds_text(sec)}.{frac_us:06d}Z"
+    sec = t_us // US
+    return f"{_SECONDS.get(sec) or seconds_text(sec)}.{str(PAD6 + t_us - sec * US)[1:]}Z"
 
 
 def iso_z_ms(t_us: int) -> str:
     """``2026-11-02T08:00:03.123Z``: milliseconds (truncated), as ``system_time`` is sent."""
-    sec, frac_us = divmod(t_us, US)
-    return f"{seconds_text(sec)}.{frac_us // 1000:03d}Z"
+    sec = t_us // US
+    return f"{_SECONDS.get(sec) or seconds_text(sec)}.{str(PAD3 + (t_us - sec * US) // 1000)[1:]}Z"
 
 
 def iso_z_s(t_us: int) -> str:

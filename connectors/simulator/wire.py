@@ -7,7 +7,7 @@ from connectors.simulator.render_v1 import V1Renderer
 from connectors.simulator.templates import enc_sorted, encode_ordered
 from connectors.simulator.templates import encode_str as _s
 from connectors.simulator.timefmt import _SECONDS as _SECONDS_CACHE
-from connectors.simulator.timefmt import US, seconds_text
+from connectors.simulator.timefmt import PAD9, US, seconds_text
 
 V1_FRAMES = ("wrapped", "wrapped-rwi", "flat")
 
@@ -20,6 +20,7 @@ class CurrentWire:
 
     def __init__(self) -> None:
         self.renderer = CurrentRenderer()
+        self._envelope_ids: dict[str, str] = {}
         self._last_t = -1
         self._same = 0
         self.last_stamp = ""
@@ -34,9 +35,9 @@ class CurrentWire:
 
     def stamp(self, t_us: int) -> str:
         """The dispatch instant of one delivery (chrono ``to_rfc3339`` of a ns clock)."""
-        sec, frac = divmod(t_us, US)
-        self.last_stamp = stamp = \
-            f"{seconds_text(sec)}.{frac:06d}{self._nanos(t_us):03d}+00:00"
+        sec = t_us // US
+        nanos = (t_us - sec * US) * 1000 + self._nanos(t_us)
+        self.last_stamp = stamp = f"{seconds_text(sec)}.{str(PAD9 + nanos)[1:]}+00:00"
         return stamp
 
     def body(self, em: Emission) -> str:
@@ -50,15 +51,19 @@ class CurrentWire:
         seconds = _SECONDS_CACHE
         last_t, same = self._last_t, self._same
         stamp = ""
+        envelope_ids = self._envelope_ids
         for t, kind, env, _d, _r, text, _raw in ems:
+            env_json = envelope_ids.get(env)
+            if env_json is None:
+                env_json = _envelope_id(envelope_ids, env)
             if t == last_t:
                 same += 1
             else:
                 last_t, same = t, 0
-            sec, frac = divmod(t, US)
-            prefix = seconds.get(sec) or seconds_text(sec)
-            stamp = f"{prefix}.{frac * 1000 + 1 + t % 397 + 13 * min(same, 46):09d}+00:00"
-            append(f'{{"call_id":{_s(env)},"event":{text},"event_type":"{kind}","rwi":"1.0",'
+            sec = t // US
+            nanos = (t - sec * US) * 1000 + 1 + t % 397 + 13 * (same if same < 46 else 46)
+            stamp = f"{seconds.get(sec) or seconds_text(sec)}.{str(PAD9 + nanos)[1:]}+00:00"
+            append(f'{{"call_id":{env_json},"event":{text},"event_type":"{kind}","rwi":"1.0",'
                    f'"timestamp":"{stamp}"}}')
         self._last_t, self._same = last_t, same
         if stamp:
@@ -92,6 +97,7 @@ class V1Wire:
 
     def __init__(self, event_shape: str = "flat", frame_shape: str = "wrapped") -> None:
         self.renderer = V1Renderer()
+        self._envelope_ids: dict[str, str] = {}
         self.nested = event_shape == "nested"
         self.frame_shape = frame_shape
 
@@ -121,12 +127,16 @@ class V1Wire:
         out: list[str] = []
         append = out.append
         nested = self.nested
+        envelope_ids = self._envelope_ids
         for t, kind, env, _d, _r, text, raw in ems:
+            env_json = envelope_ids.get(env)
+            if env_json is None:
+                env_json = _envelope_id(envelope_ids, env)
             seq += 1
             if not text:
                 text = self._text((t, kind, env, _d, _r, text, raw), seq)
             event = f'{{"{kind}":{text}}}' if nested else text
-            append(f'{{"rwi":"1.0","sequence":{seq},"timestamp":{t // US},"call_id":{_s(env)},'
+            append(f'{{"rwi":"1.0","sequence":{seq},"timestamp":{t // US},"call_id":{env_json},'
                    f'"event_type":"{kind}","event":{event}}}')
         renderer.sequence = seq
         return out
@@ -142,6 +152,15 @@ class V1Wire:
 
 
 Wire = CurrentWire | V1Wire
+_ENVELOPE_IDS_MAX = 100_000
+
+
+def _envelope_id(cache: dict[str, str], call_id: str) -> str:
+    """The envelope's ``call_id`` encoded, remembered: a call's events share it."""
+    if len(cache) >= _ENVELOPE_IDS_MAX:
+        cache.clear()
+    text = cache[call_id] = _s(call_id)
+    return text
 
 
 def make_wire(dialect: str, *, event_shape: str = "flat", frame_shape: str = "wrapped") -> Wire:
