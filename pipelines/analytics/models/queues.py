@@ -35,12 +35,11 @@ WITH ev AS (
     FROM {{ev_queue}}
     WHERE call_id IS NOT NULL AND coalesce(queue_id, original_queue_id) IS NOT NULL
 ),
+-- One pass over every (call, queue) pair: a pair joined once (nearly all) is one stay whose
+-- facts these aggregates are; pairs joined more often are cut into stays below.
 pairs AS (
-    SELECT call_id, qid, count(*) FILTER (event_type = 'queue_joined') AS joins
-    FROM ev GROUP BY call_id, qid
-),
-single AS (
     SELECT e.call_id, e.qid AS queue_id,
+        count(*) FILTER (e.event_type = 'queue_joined') AS joins,
         min(e.event_time) FILTER (e.event_type = 'queue_joined') AS joined_at,
         arg_min(e.sequence, e.event_time) FILTER (e.event_type = 'queue_joined')
             AS joined_sequence,
@@ -48,11 +47,15 @@ single AS (
         min(e.event_time) FILTER (e.event_type = 'queue_left') AS left_at,
         arg_min(e.reason, e.event_time) FILTER (e.event_type = 'queue_left') AS leave_reason,
         {_STAY_FACTS}
-    FROM ev e JOIN pairs p ON p.call_id = e.call_id AND p.qid = e.qid AND p.joins = 1
+    FROM ev e
     GROUP BY e.call_id, e.qid
 ),
+single AS (
+    SELECT * EXCLUDE (joins) FROM pairs WHERE joins = 1
+),
 repeated AS (
-    SELECT e.* FROM ev e JOIN pairs p ON p.call_id = e.call_id AND p.qid = e.qid AND p.joins > 1
+    SELECT e.* FROM ev e
+    JOIN pairs p ON p.call_id = e.call_id AND p.queue_id = e.qid AND p.joins > 1
 ),
 joins AS (
     SELECT call_id, qid AS queue_id, event_time AS joined_at,
