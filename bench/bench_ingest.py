@@ -17,8 +17,9 @@ of a case face the same client. After the webhook cases the messages in Kafka ar
 there must be at least one per 200 answered.
 
 Servers run in child processes, the load generator here. Kafka: KAFKA_BOOTSTRAP_SERVERS,
-or a local broker started on free ports under .cache/bench-kafka (warmed up for 10 s
-first) and stopped afterwards. Every webhook measurement follows an untimed warm-up.
+or a local broker (warmed up for 10 s first, stopped afterwards) on RWI_KAFKA_PORT and
+RWI_KAFKA_CONTROLLER_PORT under RWI_DATA_DIR when those are set, else on free ports under
+.cache/bench-kafka. Every webhook measurement follows an untimed warm-up.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from connectors.ingest.metrics import Metrics  # noqa: E402
+from connectors.ingest.runtime import tune_garbage_collector  # noqa: E402
 from connectors.ingest.service import IngestService  # noqa: E402
 from connectors.ingest.wsclient import WsConfig, WsListener  # noqa: E402
 from pipelines.catalog import all_topics  # noqa: E402
@@ -295,8 +297,10 @@ async def ws_ingest(url: str, count: int, bootstrap: str, prefix: str) -> float:
     from connectors.ingest.service import Channels
 
     svc = IngestService(settings, Channels(None, "ws://unused"))
+    tune_garbage_collector()  # as the service's own process does (run_until_signalled)
     await svc.publisher.start()  # type: ignore[attr-defined]
     assert await svc.publisher.wait_connected(60)  # type: ignore[attr-defined]
+    assert await svc.wait_accepting(60)
     metrics = Metrics()
     config = WsConfig(url=url, resume=True, max_frame_bytes=16 * 1024 * 1024)
     listener = WsListener(config, svc.converter, svc.publisher, metrics,
@@ -323,10 +327,15 @@ def kafka() -> Iterator[str]:
     if os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
         yield os.environ["KAFKA_BOOTSTRAP_SERVERS"]
         return
-    env = {"RWI_DATA_DIR": str(REPO / ".cache" / "bench-kafka"),
-           "RWI_KAFKA_PORT": str(free_port()), "RWI_KAFKA_CONTROLLER_PORT": str(free_port())}
-    if os.environ.get("RWI_CACHE_DIR"):
-        env["RWI_CACHE_DIR"] = os.environ["RWI_CACHE_DIR"]
+    # RWI_KAFKA_PORT, RWI_KAFKA_CONTROLLER_PORT and RWI_DATA_DIR choose where the bench's own
+    # broker lives, so runs beside other brokers on a shared machine do not collide.
+    env = {"RWI_DATA_DIR": os.environ.get("RWI_DATA_DIR") or str(REPO / ".cache" / "bench-kafka"),
+           "RWI_KAFKA_PORT": os.environ.get("RWI_KAFKA_PORT") or str(free_port()),
+           "RWI_KAFKA_CONTROLLER_PORT": (os.environ.get("RWI_KAFKA_CONTROLLER_PORT")
+                                         or str(free_port()))}
+    for name in ("RWI_CACHE_DIR", "RWI_KAFKA_VERSION"):
+        if os.environ.get(name):
+            env[name] = os.environ[name]
     broker = LocalKafka(load_settings(environ=env))
     status = broker.up(timeout_s=120)
     print(f"started a local Kafka broker at {status.bootstrap}", file=sys.stderr)
@@ -342,23 +351,28 @@ async def warm_broker(bootstrap: str, seconds: float = 10.0) -> None:
     send it the measured kinds of traffic (bulk and one at a time) first, untimed."""
     from aiokafka import AIOKafkaProducer
 
+    from connectors.ingest.kafka_publisher import resolve_compression
     from pipelines.topics import ensure_topics
 
     topic = f"rwi_bench_warmup_{uuid.uuid4().hex[:8]}"
     await ensure_topics(bootstrap, [topic], 3, 1, 3_600_000)
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True,
-                                acks="all", compression_type="lz4", linger_ms=0)
-    await producer.start()
+    # As the ingest publisher sends: bulk batches compressed, lone records plain.
+    bulk, single = (AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True,
+                                     acks="all", compression_type=compression, linger_ms=0)
+                    for compression in (resolve_compression("auto"), None))
+    await bulk.start()
+    await single.start()
     try:
         value = webhook_body(0)
         deadline = time.perf_counter() + seconds
         while time.perf_counter() < deadline:
-            futures = [await producer.send(topic, value, key=b"%d" % i) for i in range(2000)]
+            futures = [await bulk.send(topic, value, key=b"%d" % i) for i in range(2000)]
             await asyncio.gather(*futures)
             for i in range(200):
-                await producer.send_and_wait(topic, value, key=b"%d" % i)
+                await single.send_and_wait(topic, value, key=b"%d" % i)
     finally:
-        await producer.stop()
+        await bulk.stop()
+        await single.stop()
         await delete_topics(bootstrap, [topic])
 
 

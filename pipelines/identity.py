@@ -26,7 +26,7 @@ counted from 0 again.
 from __future__ import annotations
 
 import hashlib
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -120,9 +120,15 @@ class OccurrenceTracker:
     delivery path has already seen, so a fact repeated n times costs O(n) in all.
     """
 
-    def __init__(self, max_facts: int = 1_000_000) -> None:
+    def __init__(self, max_facts: int = 1_000_000, live_history: int = 4096) -> None:
         self._facts: OrderedDict[bytes, _Fact] = OrderedDict()
         self._max = max_facts
+        # Per delivery path, the latest deliveries that carried no instant, in arrival order:
+        # what a replay without instants is aligned against (align_replay).
+        self._history: dict[tuple[str, str], deque[tuple[bytes, int]]] = {}
+        self._history_len = live_history
+        # Where the last aligned replay begins in its path's history (see rewrite_history).
+        self.replay_start = 0
 
     def __len__(self) -> int:
         return len(self._facts)
@@ -151,7 +157,105 @@ class OccurrenceTracker:
         seen.add(chosen)
         if instant is not None:
             fact.by_instant[instant] = chosen
+        else:
+            history = self._history.get(delivery)
+            if history is None:
+                history = self._history[delivery] = deque(maxlen=self._history_len)
+            history.append((key, chosen))
         return chosen
+
+    def rewrite_history(self, channel: str, target: str, start: int,
+                        entries: list[tuple[bytes, int]]) -> None:
+        """Replace the path's history from ``start`` on with ``entries`` — a replay's events
+        in the server's order, each with its occurrence. The replay knows the true order of
+        events received live and of those it delivered for the first time (missed ones, and
+        events never sent live to this session); the next replay is aligned against it."""
+        history = self._history.get((channel, target))
+        if history is None:
+            history = self._history[(channel, target)] = deque(maxlen=self._history_len)
+        kept = list(history)[:start]
+        history.clear()
+        history.extend(kept)
+        history.extend(entries)
+
+    def align_replay(self, keys: list[bytes], channel: str, target: str) -> list[int | None]:
+        """Which of a replay's events were already received on this path, and as what.
+
+        A 1.0 server answers ``session.resume`` by sending its cached events again as plain
+        frames, in dispatch order, with neither a sequence nor a timestamp: the cache's
+        oldest events were received live before the connection dropped, the newest were
+        missed. Matched by content alone, a replayed event would look like a new repetition
+        of its fact. Instead the path's recent history is aligned with the replay, as
+        subsequences (the cache also holds events never sent to this session): an anchor —
+        preferably a recent live event whose fact occurs once in the replay — is located,
+        and the history is matched backwards and forwards from it. Replayed events matched
+        to history entries redeliver those occurrences; the rest are new (None: assign).
+        """
+        out: list[int | None] = [None] * len(keys)
+        history = self._history.get((channel, target))
+        self.replay_start = len(history) if history else 0
+        if not history or not keys:
+            return out
+        past = list(history)
+        anchor = _find_anchor(keys, past)
+        if anchor is None:
+            return out  # no overlap: the gap was longer than the server's cache
+        p, i = anchor
+        positions = _positions(keys)
+        r, h = p, i
+        while r >= 0 and h >= 0:  # backwards from the anchor
+            key = past[h][0]
+            if keys[r] == key:
+                out[r] = past[h][1]
+                self.replay_start = h
+                h -= 1
+                r -= 1
+            elif not _occurs_before(positions, key, r):
+                h -= 1  # received, but not in the cache (a server's own control frame)
+            else:
+                r -= 1  # cached, but never sent to this session
+        r, h = p + 1, i + 1
+        while r < len(keys) and h < len(past):  # forwards: the rest received before the drop
+            key = past[h][0]
+            if keys[r] == key:
+                out[r] = past[h][1]
+                h += 1
+                r += 1
+            elif not _occurs_after(positions, key, r):
+                h += 1
+            else:
+                r += 1
+        return out
+        past = list(history)
+        window = min(len(past), 16)
+        anchor = -1
+        last_key = past[-1][0]
+        for p in range(len(keys) - 1, -1, -1):
+            if keys[p] != last_key:
+                continue
+            h, r = len(past) - 2, p - 1
+            matched = 1
+            while matched < window and r >= 0 and h >= 0:
+                if keys[r] == past[h][0]:
+                    matched += 1
+                    h -= 1
+                r -= 1
+            # Accepted when the history's last ``window`` events all match, or the match
+            # ran through the whole history or to the start of the replay (the cache's
+            # first event) without a miss.
+            if matched == window or h < 0 or r < 0:
+                anchor = p
+                break
+        if anchor < 0:
+            return out  # no overlap: the gap was longer than the server's cache
+        h = len(past) - 1
+        for r in range(anchor, -1, -1):
+            if h < 0:
+                break
+            if keys[r] == past[h][0]:
+                out[r] = past[h][1]
+                h -= 1
+        return out
 
     def restore(self, key: bytes, occurrence: int, channel: str, target: str,
                 instant: str | None) -> None:
@@ -174,3 +278,64 @@ class OccurrenceTracker:
             fact.by_instant[instant] = occurrence
         if occurrence >= fact.count:
             fact.count = occurrence + 1
+
+
+_ANCHOR_WINDOW = 16  # history events that must match backwards from an anchor
+_ANCHOR_SEARCH = 256  # how far back in the history a unique anchor is looked for
+
+
+def _positions(keys: list[bytes]) -> dict[bytes, list[int]]:
+    positions: dict[bytes, list[int]] = {}
+    for r, key in enumerate(keys):
+        positions.setdefault(key, []).append(r)
+    return positions
+
+
+def _occurs_before(positions: dict[bytes, list[int]], key: bytes, r: int) -> bool:
+    """Is ``key`` in the replay at or before index ``r``?"""
+    found = positions.get(key)
+    return bool(found) and found[0] <= r  # type: ignore[index]
+
+
+def _occurs_after(positions: dict[bytes, list[int]], key: bytes, r: int) -> bool:
+    """Is ``key`` in the replay at or after index ``r``?"""
+    found = positions.get(key)
+    return bool(found) and found[-1] >= r  # type: ignore[index]
+
+
+def _matches_back(keys: list[bytes], past: list[tuple[bytes, int]], p: int, i: int,
+                  positions: dict[bytes, list[int]]) -> bool:
+    """Do the history's events up to ``i`` match the replay's up to ``p`` backwards, as a
+    subsequence of it, for a window (or until either runs out)? History events that the
+    replay does not hold at all before that point are passed over, without counting."""
+    matched, r, h = 0, p, i
+    while matched < _ANCHOR_WINDOW and r >= 0 and h >= 0:
+        key = past[h][0]
+        if keys[r] == key:
+            matched += 1
+            h -= 1
+            r -= 1
+        elif r == p:
+            return False
+        elif not _occurs_before(positions, key, r):
+            h -= 1
+        else:
+            r -= 1
+    return matched == _ANCHOR_WINDOW or h < 0 or r < 0
+
+
+def _find_anchor(keys: list[bytes], past: list[tuple[bytes, int]]) -> tuple[int, int] | None:
+    """``(replay index, history index)`` of one event received live and replayed."""
+    positions = _positions(keys)
+    # A recent live event whose fact the replay holds once cannot be mistaken for another.
+    for i in range(len(past) - 1, max(len(past) - 1 - _ANCHOR_SEARCH, -1), -1):
+        found = positions.get(past[i][0])
+        if (found is not None and len(found) == 1
+                and _matches_back(keys, past, found[0], i, positions)):
+            return found[0], i
+    # Otherwise the latest replay position of the last live event that matches backwards.
+    last = len(past) - 1
+    for p in reversed(positions.get(past[last][0], [])):
+        if _matches_back(keys, past, p, last, positions):
+            return p, last
+    return None

@@ -126,7 +126,13 @@ class Normalizer:
             plan = self._plans[name] = _Plan(event_type if name is not None else "")
         return plan
 
-    def normalize(self, parsed: ParsedEvent) -> CanonicalEvent:
+    def fact(self, parsed: ParsedEvent) -> bytes:
+        """The event's fact key (pipelines.identity)."""
+        return fact_key(self.pbx, parsed.event_type, parsed.payload)
+
+    def normalize(self, parsed: ParsedEvent, occurrence: int | None = None) -> CanonicalEvent:
+        """The canonical event; ``occurrence`` is given for a replayed event already
+        received (OccurrenceTracker.align_replay), else the tracker assigns it."""
         event_type = parsed.event_type
         plan = self._plan(event_type)
         steps = plan.steps
@@ -201,9 +207,10 @@ class Normalizer:
         )
 
         fkey = fact_key(self.pbx, event_type, parsed.payload)
-        occurrence = self.tracker.assign(
-            fkey, parsed.source, parsed.envelope_call_id or "", parsed.instant
-        )
+        if occurrence is None:
+            occurrence = self.tracker.assign(
+                fkey, parsed.source, parsed.envelope_call_id or "", parsed.instant
+            )
         if context:
             complete = dict.fromkeys(_CONTEXT_FIELDS)
             complete.update(context)

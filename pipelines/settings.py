@@ -74,7 +74,7 @@ class IngestSettings(BaseModel):
     """Bytes handed to the producer and not yet acknowledged; above it the webhook answers 503."""
     retry_after_s: int = 1
     compression: str = "auto"
-    """auto (lz4 when cramjam is installed, else gzip), lz4, zstd, snappy, gzip or none."""
+    """auto (zstd, else lz4, with cramjam; else gzip), zstd, lz4, snappy, gzip or none."""
     linger_ms: int = 0
     max_batch_bytes: int = 512 * 1024
     request_timeout_ms: int = 30_000

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from pipelines.encode import OutgoingMessage
+from pipelines.ingest import DEFAULT_MAX_MESSAGE_BYTES
 
 from .publisher import AckListener, GatedPublisher
 
@@ -25,12 +26,14 @@ class InMemoryPublisher(GatedPublisher):
         degraded_ack_timeout_s: float = 0.2,
         on_ack: AckListener | None = None,
         connected: bool = True,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     ) -> None:
         super().__init__(
             max_in_flight_bytes=max_in_flight_bytes,
             ack_timeout_s=ack_timeout_s,
             degraded_ack_timeout_s=degraded_ack_timeout_s,
             on_ack=on_ack,
+            max_message_bytes=max_message_bytes,
         )
         self.messages: list[OutgoingMessage] = []
         self.hold = False

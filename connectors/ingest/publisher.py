@@ -15,6 +15,7 @@ from typing import Protocol
 
 from pipelines.encode import OutgoingMessage
 from pipelines.errors import BrokerError
+from pipelines.ingest import DEFAULT_MAX_MESSAGE_BYTES
 
 
 class PublishError(BrokerError):
@@ -27,6 +28,16 @@ class BrokerUnavailable(PublishError):
 
 class Overloaded(PublishError):
     """Accepting the batch would exceed the in-flight byte cap."""
+
+
+class MessageTooLarge(PublishError):
+    """A message exceeds the largest the broker client accepts: no retry can ever help.
+
+    The converter dead-letters such events before they get here (it is given the
+    publisher's ``max_message_bytes``), so this guards against a caller that did not.
+    """
+
+    retriable = False
 
 
 class Publisher(Protocol):
@@ -45,12 +56,17 @@ class Publisher(Protocol):
 
     max_in_flight_bytes: int
 
+    max_message_bytes: int
+    """The largest message (key + value + headers) accepted; larger is :class:`MessageTooLarge`."""
+
     async def submit(
         self, messages: Sequence[OutgoingMessage], *, block: bool = False
     ) -> Awaitable[None]:
         """Enqueue ``messages``; the returned awaitable resolves once all are acknowledged.
 
-        Raises :class:`Overloaded` over the cap unless ``block``, which waits for room.
+        Raises :class:`Overloaded` over the cap unless ``block``, which waits for room, and
+        :class:`MessageTooLarge` (before taking any) when a message exceeds
+        ``max_message_bytes``.
         """
         ...
 
@@ -86,8 +102,10 @@ class GatedPublisher:
         ack_timeout_s: float,
         degraded_ack_timeout_s: float,
         on_ack: AckListener | None = None,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     ) -> None:
         self.max_in_flight_bytes = max_in_flight_bytes
+        self.max_message_bytes = max_message_bytes
         self.ack_timeout_s = ack_timeout_s
         self.degraded_ack_timeout_s = degraded_ack_timeout_s
         self.on_ack = on_ack
@@ -144,6 +162,10 @@ class GatedPublisher:
             done.set_result(None)
             return done
         sizes = [m.size for m in messages]
+        largest = max(sizes)
+        if largest > self.max_message_bytes:
+            raise MessageTooLarge(f"a message of {largest} bytes exceeds the limit of "
+                                  f"{self.max_message_bytes}")
         total = sum(sizes)
         await self._reserve(total, len(sizes), block)
         futures: list[asyncio.Future[object]] = []

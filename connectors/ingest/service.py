@@ -29,6 +29,7 @@ from .auth import TokenAuth
 from .kafka_publisher import KafkaPublisher
 from .metrics import Metrics
 from .publisher import AckListener, GatedPublisher
+from .runtime import tune_garbage_collector
 from .webhook import Clock, WebhookConfig, WebhookHandler, build_app, utc_now
 from .wsclient import WsConfig, WsListener
 
@@ -98,6 +99,8 @@ class IngestService:
         if self.publisher.on_ack is None:
             self.publisher.on_ack = self._on_ack()
         self._runner: web.AppRunner | None = None
+        self._accepting = False
+        self._restoring: asyncio.Task[None] | None = None
         self._ws: WsListener | None = None
         self._ws_task: asyncio.Task[None] | None = None
         self._register_gauges()
@@ -151,16 +154,46 @@ class IngestService:
                                   "in_flight_messages": self.publisher.in_flight_messages}
         if self._ws is not None:
             out["websocket"] = "connected" if self._ws.connected else "disconnected"
+        if not self._accepting:
+            out["accepting"] = "not yet: restoring event identities from Kafka"
         return out
+
+    async def wait_accepting(self, timeout_s: float) -> bool:
+        """Wait until events are accepted (identities restored); False on timeout."""
+        try:
+            async with asyncio.timeout(timeout_s):
+                while not self._accepting:
+                    if self._restoring is not None and self._restoring.done():
+                        self._restoring.result()  # raises what ended it
+                    await asyncio.sleep(0.05)
+        except TimeoutError:
+            return False
+        return True
 
     async def start(self) -> None:
         start = getattr(self.publisher, "start", None)
         if start is not None:
             await start()
-        if isinstance(self.publisher, KafkaPublisher):
-            await self._restore_identities()
         if self.channels.webhook is not None:
             await self._start_webhook(*self.channels.webhook)
+        if isinstance(self.publisher, KafkaPublisher):
+            # Events are accepted (the webhook answers 503 until then, the WebSocket is not
+            # opened) once the identities are restored, which needs the broker.
+            self._restoring = asyncio.create_task(self._restore_then_accept(),
+                                                  name="restore-identities")
+        else:
+            self._open()
+
+    async def _restore_then_accept(self) -> None:
+        try:
+            await self._restore_identities()
+        except Exception:
+            log.exception("restoring event identities failed; events are not accepted")
+            raise
+        self._open()
+
+    def _open(self) -> None:
+        self._accepting = True
         if self.channels.ws_url is not None:
             self._start_ws(self.channels.ws_url)
 
@@ -195,7 +228,7 @@ class IngestService:
         handler = WebhookHandler(
             self.converter, self.publisher, self.metrics, auth,
             WebhookConfig(hook.path, hook.max_body_bytes, ingest.retry_after_s),
-            clock=self.clock, status=self.status,
+            clock=self.clock, status=self.status, accepting=lambda: self._accepting,
         )
         tls = server_ssl_context(ingest.tls_cert_file, ingest.tls_key_file)
         self._runner = web.AppRunner(
@@ -231,6 +264,10 @@ class IngestService:
     async def stop(self) -> None:
         """Stop accepting, drain what was accepted, disconnect."""
         drain = self.settings.ingest.drain_timeout_s
+        if self._restoring is not None and not self._restoring.done():
+            self._restoring.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._restoring
         if self._runner is not None:
             await self._runner.cleanup()  # waits for requests in progress (and their acks)
             self._runner = None
@@ -246,6 +283,7 @@ class IngestService:
 
     async def run_until_signalled(self) -> None:
         """Start, then stop gracefully on SIGTERM or SIGINT."""
+        tune_garbage_collector()
         stopping = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):

@@ -4,7 +4,12 @@ RustPBX posts one event per request, one request at a time, and never retries; s
 is given only after the broker acknowledged every message of the body, and anything that
 is not safe is answered 503 with ``Retry-After`` (never a 2xx). Status codes:
 200 stored; 400 malformed body (stored in the dead-letter topic); 401 bad or missing
-credentials; 413 body over the limit; 503 broker unreachable, slow, or in-flight cap full.
+credentials; 413 ``too_large``: body over ``max_body_bytes``, refused unread (the limit
+keeps memory bounded, so nothing is stored); 413 ``event_too_large``: the body was read
+but an event of it encodes to more than the publisher's largest message, so that event is
+in the dead-letter topic (acknowledged) and the body's other events were stored, the
+answer naming how many and the dead-letter ids; 503 broker unreachable, slow, or
+in-flight cap full.
 """
 
 from __future__ import annotations
@@ -18,11 +23,11 @@ from datetime import UTC, datetime
 
 from aiohttp import web
 
-from pipelines.ingest import BodyConverter
+from pipelines.ingest import EVENT_TOO_LARGE, BodyConverter
 
 from .auth import TokenAuth
 from .metrics import Metrics
-from .publisher import Overloaded, Publisher, PublishError
+from .publisher import MessageTooLarge, Overloaded, Publisher, PublishError
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +60,11 @@ class WebhookHandler:
         config: WebhookConfig,
         clock: Clock = utc_now,
         status: Callable[[], dict[str, object]] | None = None,
+        accepting: Callable[[], bool] | None = None,
     ) -> None:
         self.converter = converter
+        # False while the service cannot accept events yet (restoring event identities).
+        self.accepting = accepting
         self.publisher = publisher
         self.metrics = metrics
         self.auth = auth
@@ -78,37 +86,57 @@ class WebhookHandler:
             return self._reject(401, "unauthorized", _UNAUTHORIZED_HEADERS)
         length = request.content_length
         if length is not None and length > self.config.max_body_bytes:
-            return self._reject(413, "too_large", limit=self.config.max_body_bytes)
+            return self._too_large(length)
         try:
             raw = await request.read()
         except web.HTTPRequestEntityTooLarge:
-            return self._reject(413, "too_large", limit=self.config.max_body_bytes)
+            return self._too_large(None)
         self.metrics.inc("bodies_received_total", channel="webhook")
-        converted = self.converter.convert(raw, source="webhook", received_at=self.clock())
+        if self.accepting is not None and not self.accepting():
+            return self._reject(503, "starting", self._retry_after)
+        publisher = self.publisher
+        converted = self.converter.convert(raw, source="webhook", received_at=self.clock(),
+                                           max_message_bytes=publisher.max_message_bytes)
         try:
-            await self.publisher.publish(converted.messages)
+            await publisher.publish(converted.messages)
         except Overloaded as exc:
             log.warning("webhook refused: in-flight cap reached (%s)", exc)
             return self._reject(503, "overloaded", self._retry_after)
+        except MessageTooLarge as exc:  # the converter keeps to the limit; never retry this
+            log.error("webhook body not stored: %s", exc)
+            return self._reject(413, EVENT_TOO_LARGE, limit=publisher.max_message_bytes)
         except PublishError as exc:
             log.warning("webhook refused: broker unavailable (%s)", exc)
             return self._reject(503, "broker_unavailable", self._retry_after)
         self.metrics.observe("ack_latency_seconds", time.monotonic() - started,
                              channel="webhook")
-        if converted.dead_letters:
-            letter = converted.dead_letters[0]
-            self.metrics.inc("dead_letters_total", channel="webhook", reason=letter.reason)
-            log.debug("webhook body dead-lettered reason=%s id=%s bytes=%d", letter.reason,
-                     letter.dead_letter_id, len(raw))
-            return self._reject(400, letter.reason, dead_letter_id=letter.dead_letter_id)
         count = len(converted.events)
-        self.metrics.inc("events_received_total", count, channel="webhook")
-        self.metrics.inc("events_published_total", count, channel="webhook")
+        if count:
+            self.metrics.inc("events_received_total", count, channel="webhook")
+            self.metrics.inc("events_published_total", count, channel="webhook")
+        letters = converted.dead_letters
+        if letters:
+            for letter in letters:
+                self.metrics.inc("dead_letters_total", channel="webhook", reason=letter.reason)
+                log.debug("webhook body dead-lettered reason=%s id=%s bytes=%d",
+                          letter.reason, letter.dead_letter_id, len(raw))
+            if letters[0].reason == EVENT_TOO_LARGE:
+                return self._reject(413, EVENT_TOO_LARGE, events=count,
+                                    dead_letter_ids=[x.dead_letter_id for x in letters],
+                                    limit=publisher.max_message_bytes)
+            return self._reject(400, letters[0].reason, dead_letter_id=letters[0].dead_letter_id)
         return web.Response(body=b'{"status":"ok","events":%d}' % count, content_type=_JSON)
 
+    def _too_large(self, length: int | None) -> web.Response:
+        log.warning("webhook refused: body of %s bytes is over the limit of %d (not read, "
+                    "not stored)", length if length is not None else "more than the limit",
+                    self.config.max_body_bytes)
+        return self._reject(413, "too_large", limit=self.config.max_body_bytes)
+
     async def healthz(self, request: web.Request) -> web.Response:
-        """200 when the producer is connected and delivering, 503 otherwise."""
-        ready = self.publisher.ready
+        """200 when the producer is connected and delivering and the service accepts
+        events, 503 otherwise."""
+        ready = self.publisher.ready and (self.accepting is None or self.accepting())
         body: dict[str, object] = {
             "status": "ok" if ready else "unavailable",
             "broker": "ready" if ready else "not ready",

@@ -13,7 +13,9 @@ submission (split only to respect the in-flight cap), so the producer packs it i
 record batches. Reading stops while a burst waits for room under the cap, which pushes back
 through TCP to the PBX; nothing is dropped. A failed delivery closes the connection, and
 the resume on reconnect replays from the last sequence whose events (and every earlier
-one) were acknowledged.
+one) were acknowledged. An event too large for one Kafka message is converted into a dead
+letter (reason ``event_too_large``, raw bytes cut to fit) and the frames after it go on as
+usual: no retry could ever deliver it.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from pipelines.encode import OutgoingMessage
-from pipelines.ingest import BodyConverter
+from pipelines.ingest import BodyConverter, Converted
 
 from .metrics import Metrics
 from .publisher import Publisher, PublishError
@@ -95,6 +97,10 @@ def _with_query_token(url: str, token: str) -> str:
     return urlunsplit(parts._replace(query=urlencode(query)))
 
 
+MAX_HELD_FRAMES = 2000
+"""Frames held while waiting for a resume reply before giving up on it (a server's cache
+holds 1,000 events)."""
+
 class WsListener:
     """Runs until :meth:`stop`; every frame is converted and handed to the publisher."""
 
@@ -119,6 +125,13 @@ class WsListener:
         self._stopping = asyncio.Event()
         self._ws: ClientConnection | None = None
         self._resume_ids: set[str] = set()
+        # Frames of a new connection that arrive before its resume reply (see _handle_burst),
+        # and for a 1.0 resume how many replayed frames are still to come, and those received.
+        self._subscribed = False
+        self._holding = False
+        self._held: list[tuple[bytes, datetime]] = []
+        self._replay_left = 0
+        self._replay: list[tuple[bytes, datetime]] = []
         self._pending: set[asyncio.Future[Any]] = set()
         self._closing: set[asyncio.Future[None]] = set()
         # Submitted bursts in order: [highest sequence or None, state]; see _advance.
@@ -141,10 +154,11 @@ class WsListener:
         """Connect, listen, reconnect; returns after :meth:`stop`."""
         attempt = 0
         while not self._stopping.is_set():
+            self._subscribed = False
             try:
                 await self._session()
-                attempt = 0  # a session that got as far as subscribing resets the backoff
-            except (OSError, TimeoutError, InvalidHandshake, InvalidURI, ConnectionClosed) as exc:
+            except (OSError, TimeoutError, InvalidHandshake, InvalidURI, ConnectionClosed,
+                    PublishError) as exc:
                 if isinstance(exc, InvalidURI):
                     log.error("websocket url is invalid url=%s", self.display_url)
                     raise
@@ -153,6 +167,11 @@ class WsListener:
             finally:
                 self.connected = False
                 self._ws = None
+                if self._subscribed:
+                    # A session that got as far as subscribing resets the backoff, however it
+                    # ended: a connection that keeps dropping must not back off to minutes
+                    # and outlast the server's resume cache.
+                    attempt = 0
             if self._stopping.is_set():
                 break
             delay = backoff_delay(attempt, self.config.reconnect_initial_s,
@@ -192,10 +211,14 @@ class WsListener:
             log.info("websocket connected url=%s subprotocol=%s", self.display_url,
                      ws.subprotocol)
             await self._command(ws, "session.subscribe", self._subscribe_params())
+            self._subscribed = True
             self._forget_failed()  # a resume replays them; without one they are gone anyway
+            self._replay_left, self._replay = 0, []
+            self._holding, self._held = False, []
             if cfg.resume:
                 action_id = await self._command(ws, "session.resume", self._resume_params())
                 self._resume_ids.add(action_id)
+                self._holding = True
             await self._listen(ws)
 
     async def _listen(self, ws: ClientConnection) -> None:
@@ -264,22 +287,63 @@ class WsListener:
 
     async def _handle_burst(self, burst: list[tuple[bytes, datetime]]) -> None:
         metrics, convert = self.metrics, self.converter.convert
+        limit = self.publisher.max_message_bytes
         metrics.inc("bodies_received_total", len(burst), channel="ws")
         messages: list[OutgoingMessage] = []
         counts: dict[str, int] = {}
         highest: int | None = None
+        results: list[tuple[str, Converted]] = []
+
+        def live(frames: list[tuple[bytes, datetime]]) -> None:
+            results.extend(("ws", convert(raw, source="ws", received_at=at,
+                                          max_message_bytes=limit)) for raw, at in frames)
+
+        # Live frames start with the subscription, before the resume reply; the server's
+        # cache, and so a 1.0 replay, ends with them. They are held until the reply: a 1.0
+        # replay then stands for them (its alignment with the frames received before the
+        # drop must not see them twice); otherwise they are converted, before the reply.
         for raw, received_at in burst:
-            source = "ws"
             if b'"action_id"' in raw:
-                if self._reply(raw) is None:
+                reply = self._reply(raw)
+                if reply is None:
+                    if self._holding and not self._resume_ids:  # the resume failed
+                        self._holding = False
+                        live(self._held)
+                        self._held = []
                     continue
-                source = "ws_resume"
-            converted = convert(raw, source=source, received_at=received_at)
-            if converted.dead_letters:
-                letter = converted.dead_letters[0]
+                self._holding = False
+                replayed = _v1_replay_count(reply)
+                if replayed:
+                    self._replay_left, self._replay, self._held = replayed, [], []
+                    continue
+                live(self._held)
+                self._held = []
+                results.append(("ws_resume", convert(raw, source="ws_resume",
+                                                     received_at=received_at,
+                                                     max_message_bytes=limit)))
+            elif self._holding:
+                self._held.append((raw, received_at))
+                if len(self._held) >= MAX_HELD_FRAMES:  # no reply is coming
+                    log.warning("websocket: no resume reply after %d frames", len(self._held))
+                    self._holding = False
+                    live(self._held)
+                    self._held = []
+            elif self._replay_left:
+                self._replay.append((raw, received_at))
+                self._replay_left -= 1
+                if not self._replay_left:
+                    log.info("websocket resume replayed frames=%d", len(self._replay))
+                    metrics.inc("ws_resumes_total")
+                    results += [("ws", c) for c in self.converter.convert_replay(
+                        self._replay, source="ws", max_message_bytes=limit)]
+                    self._replay = []
+            else:
+                live([(raw, received_at)])
+        for source, converted in results:
+            for letter in converted.dead_letters:
                 metrics.inc("dead_letters_total", channel="ws", reason=letter.reason)
                 log.debug("websocket frame dead-lettered reason=%s id=%s bytes=%d",
-                          letter.reason, letter.dead_letter_id, len(raw))
+                          letter.reason, letter.dead_letter_id, len(letter.raw))
             events = converted.events
             if events:
                 counts[source] = counts.get(source, 0) + len(events)
@@ -299,8 +363,12 @@ class WsListener:
         self._unacked.append(entry)
         parts = self._split(messages)
         acks: list[Awaitable[None]] = []
-        for part in parts:
-            acks.append(await self._submit(part))
+        try:
+            for part in parts:
+                acks.append(await self._submit(part))
+        except BaseException:
+            entry[1] = False  # not all handed over: the cursor must not pass this burst
+            raise
         ack: asyncio.Future[Any] = (
             asyncio.ensure_future(acks[0]) if len(acks) == 1 else asyncio.gather(*acks))
         self._pending.add(ack)
@@ -323,12 +391,19 @@ class WsListener:
         return parts
 
     async def _submit(self, messages: list[OutgoingMessage]) -> Awaitable[None]:
-        # Blocking (on the cap, or until the producer is connected) stops reading, which
-        # pushes back through TCP to the PBX instead of dropping anything.
+        """Hand ``messages`` over, retrying only what a retry can cure.
+
+        Blocking (on the cap, or until the producer is connected) stops reading, which
+        pushes back through TCP to the PBX instead of dropping anything. An error that is
+        not retriable (a message over the publisher's limit) is raised: retrying it would
+        stall the connection forever.
+        """
         while True:
             try:
                 return await self.publisher.submit(messages, block=True)
             except PublishError as exc:
+                if not exc.retriable:
+                    raise
                 log.warning("websocket paused: %s", exc)
                 await self.sleep(0.5)
 
@@ -396,3 +471,13 @@ class WsListener:
     async def _wait_pending(self) -> None:
         if self._pending:
             await asyncio.gather(*list(self._pending), return_exceptions=True)
+
+
+def _v1_replay_count(reply: dict[str, object]) -> int:
+    """Frames a 1.0 server sends after its ``session.resume`` reply (0 for today's servers,
+    whose reply carries the replayed events itself)."""
+    data = reply.get("data")
+    if not isinstance(data, dict) or "events" in data:
+        return 0
+    count = data.get("replayed_count")
+    return count if isinstance(count, int) and count > 0 else 0

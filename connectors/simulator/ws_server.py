@@ -4,8 +4,9 @@ Auth: ``Authorization: Bearer <token>`` (exact prefix) or ``?token=``; otherwise
 with ``WWW-Authenticate: Bearer realm="rwi", error="invalid_token"`` before the upgrade.
 The ``rwi-v1`` subprotocol is echoed when asked for and not required. Events reach a session
 by owner / fan-out / broadcast rules; the resume cache holds 1,000 events for 60 s of
-simulated time (``current``: owner and fan-out only, un-enriched, returned whole inside the
-``session.resume`` reply; ``v1.0``: every event, replayed after ``last_sequence``).
+wall-clock time, as the server's does (``current``: owner and fan-out only, un-enriched,
+returned whole inside the ``session.resume`` reply; ``v1.0``: every event, replayed after
+``last_sequence``).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import asyncio
 import contextlib
 import hmac
 import logging
+import time
 from collections import deque
 from collections.abc import Sequence
 from typing import Any
@@ -124,9 +126,12 @@ class RwiWsServer:
         if self.v1 or dispatch in ("O", "F"):
             entry = self.wire.frame(em) if self.v1 else \
                 self.wire.resume_entry(em)  # type: ignore[union-attr]
-            while self.cache and self.cache[0][0] < t - CACHE_AGE_US:
+            # Like the server, entries are stamped with the wall clock when cached and expire
+            # after 60 s of it (a paced run is real time; simulated time can leap ahead).
+            cached_at = int(time.monotonic() * US)
+            while self.cache and self.cache[0][0] < cached_at - CACHE_AGE_US:
                 self.cache.popleft()
-            self.cache.append((t, sequence or 0, route, entry))
+            self.cache.append((cached_at, sequence or 0, route, entry))
 
     def _track(self, event_type: str, leg: Leg | None, t: int) -> None:
         if leg is None:

@@ -197,6 +197,10 @@ class Ingest:
             self.proc.wait(10)
             return -9
 
+    def log_tail(self, lines: int = 30) -> str:
+        text = self.log.read_text(errors="replace") if self.log.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
     def cleanup(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
@@ -266,6 +270,19 @@ class ReliableSender:
         return self.stats
 
 
+async def finish(sending: asyncio.Task[SendStats], sender: ReliableSender, ingest: Ingest,
+                 timeout_s: float = 300.0) -> SendStats:
+    """The sender's result, or a failure that says where it stood and what the service
+    logged last, instead of a silent hang."""
+    try:
+        return await asyncio.wait_for(asyncio.shield(sending), timeout_s)
+    except TimeoutError:
+        sending.cancel()
+        raise AssertionError(
+            f"the sender did not finish in {timeout_s:.0f}s: {sender.stats}\n"
+            f"last lines of {ingest.log}:\n{ingest.log_tail()}") from None
+
+
 async def kill_at(ingest: Ingest, sender: ReliableSender, marks: Iterable[int],
                   rng: random.Random) -> None:
     """SIGKILL the service each time the sender's acknowledged count passes a mark (while
@@ -289,15 +306,17 @@ def lake_settings(bootstrap: str, prefix: str, data_dir: Path) -> Settings:
                                   "RWI_TOPIC_PREFIX": prefix, "RWI_DATA_DIR": str(data_dir)})
 
 
-def expected_ids(frames: Iterable[bytes], source: str = "webhook") -> set[str]:
-    """The event ids one uninterrupted ingest gives these bodies or frames."""
+def expected_ids(frames: Iterable[bytes], source: str = "webhook",
+                 skip_types: tuple[str, ...] = ()) -> set[str]:
+    """The event ids one uninterrupted ingest gives these bodies or frames (less events of
+    ``skip_types``)."""
     converter = BodyConverter(PBX)
     now = datetime.now(UTC)
     ids: set[str] = set()
     for raw in frames:
         converted = converter.convert(raw, source=source, received_at=now)
         assert not converted.dead_letters, f"a valid input was dead-lettered: {raw[:200]!r}"
-        ids.update(e.event_id for e in converted.events)
+        ids.update(e.event_id for e in converted.events if e.event_type not in skip_types)
     return ids
 
 
@@ -347,8 +366,11 @@ def stored_ids(db: Path, where: str = "true") -> set[str]:
 
 def reconcile(case: str, faults: str, db: Path, sent: int, expected: set[str],
               truth: list[dict[str, Any]] | None, started: float,
-              detail: dict[str, Any] | None = None) -> Reconciliation:
-    """Compare what landed in ``db`` with what the PBX sent (see the module docstring)."""
+              detail: dict[str, Any] | None = None,
+              session_events: tuple[str, ...] = ()) -> Reconciliation:
+    """Compare what landed in ``db`` with what the PBX sent (see the module docstring).
+    ``session_events`` are types a session's own connection produces (``session_resumed``):
+    not compared."""
     con = duckdb.connect(str(db))
     try:
         tables = [t for (t,) in con.execute(
@@ -357,9 +379,11 @@ def reconcile(case: str, faults: str, db: Path, sent: int, expected: set[str],
         stored: set[str] = set()
         messages = 0
         doubled_rows = 0
+        skip = ", ".join(f"'{t}'" for t in session_events) or "''"
         for table in tables:
             stored.update(i for (i,) in con.execute(
-                f'SELECT DISTINCT event_id FROM raw."{table}"').fetchall())
+                f'SELECT DISTINCT event_id FROM raw."{table}" '
+                f"WHERE event_type NOT IN ({skip})").fetchall())
             (n,) = con.execute(f'SELECT count(*) FROM raw."{table}"').fetchone()  # type: ignore[misc]
             messages += n
             (dup,) = con.execute(  # type: ignore[misc]
@@ -463,7 +487,9 @@ class DroppingProxy:
 async def listen_all(port: int, contexts: Sequence[str], frames: list[bytes],
                      connected: asyncio.Event | None = None) -> None:
     """A reference listener connected straight to the PBX (no faults): subscribes, asks for
-    the cache, and keeps every event frame until the PBX closes the connection."""
+    the cache, and keeps every event frame until the PBX closes the connection. Frames that
+    arrive before the resume reply are in the 1.0 replay that follows it, so the replay
+    stands for them (as in the ingest service)."""
     import websockets
 
     url = f"ws://127.0.0.1:{port}/rwi/v1?token={WS_TOKEN}"
@@ -475,11 +501,20 @@ async def listen_all(port: int, contexts: Sequence[str], frames: list[bytes],
                                     "params": {"last_sequence": 0}}).decode())
         if connected is not None:
             connected.set()
+        held: list[bytes] | None = []
         try:
             async for message in ws:
                 raw = message.encode() if isinstance(message, str) else message
                 if b'"command_' in raw[:200] and b'"type"' in raw[:200]:
+                    reply = orjson.loads(raw)
+                    if reply.get("action_id") == "ref-resume":
+                        if not (reply.get("data") or {}).get("replayed_count"):
+                            frames.extend(held or [])
+                        held = None
                     continue  # a reply to the reference's own commands
-                frames.append(raw)
+                if held is not None:
+                    held.append(raw)
+                else:
+                    frames.append(raw)
         except websockets.ConnectionClosed:
             pass

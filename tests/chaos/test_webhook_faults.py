@@ -18,6 +18,7 @@ from tests.chaos.harness import (
     Ingest,
     ReliableSender,
     expected_ids,
+    finish,
     free_port,
     kill_at,
     lake_settings,
@@ -92,7 +93,7 @@ async def test_broker_restart_mid_ingest(
         await asyncio.to_thread(broker.down, 30.0)
         await asyncio.sleep(2.0)
         await asyncio.to_thread(broker.up, 120.0)
-        stats = await sending
+        stats = await finish(sending, sender, ingest)
         assert ingest.stop() == 0
         assert stats.statuses[503] > 0  # the outage was answered 503, never 2xx
         await _land_and_reconcile(

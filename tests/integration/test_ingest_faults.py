@@ -164,6 +164,7 @@ async def test_broker_stop_gives_503_and_loses_no_acknowledged_event(
     try:
         await svc.start()
         assert await svc.publisher.wait_connected(60)  # type: ignore[attr-defined]
+        assert await svc.wait_accepting(60)
         address = svc.webhook_address
         assert address is not None
         sender = Sender(f"http://127.0.0.1:{address[1]}/rwi-events", "outage")

@@ -73,6 +73,7 @@ async def service(kafka_bootstrap: str, topic_prefix: str) -> AsyncIterator[Inge
                         Channels(("127.0.0.1", 0), None))
     await svc.start()
     assert await svc.publisher.wait_connected(60)  # type: ignore[attr-defined]
+    assert await svc.wait_accepting(60)
     yield svc
     await svc.stop()
 
@@ -235,3 +236,72 @@ async def test_bursts_keep_per_key_order_and_the_default_partitioner(
     for message in sent:
         expected.setdefault((message.topic, message.key), []).append(message.value)
     assert stored == expected  # every message once, each key's messages in order
+
+
+def oversize(call_id: str, blob: int) -> dict[str, Any]:
+    """A current-dialect webhook envelope carrying an unknown field of ``blob`` characters."""
+    template = json.loads(lines("webhook_current.jsonl")[1])
+    event = dict(template["event"], call_id=call_id, blob="x" * blob)
+    return dict(template, call_id=call_id, event=event)
+
+
+async def test_events_too_large_for_kafka_are_dead_lettered_not_retried(
+    kafka_bootstrap: str, topic_prefix: str
+) -> None:
+    """Both channels, the real producer limit (1 MiB requests): an oversize event is a
+    dead letter that fits, the webhook answers 413, the rest of a batch and the frames
+    after it are stored, and nothing waits on a retry that could never succeed."""
+    two_mib = 2 * 1024 * 1024
+    small = lines("ws_frames_current.jsonl")[:2]
+    big_frame = json.dumps({"event_type": "call_ringing", "call_id": "big-ws",
+                            "blob": "y" * two_mib}).encode()
+    pbx = FakePbx([small[0], big_frame, small[1]], drop_first_after_frames=False)
+    settings = settings_for(kafka_bootstrap, topic_prefix)
+    settings = settings.model_copy(update={
+        "websocket": settings.websocket.model_copy(update={"token": "ws-secret"}),
+        "webhook": settings.webhook.model_copy(update={"max_body_bytes": 4 * 1024 * 1024}),
+    })
+    single = json.dumps(oversize("big-hook", two_mib)).encode()
+    batch = json.dumps([oversize("a-1", 10), oversize("big-batch", two_mib),
+                        oversize("c-3", 10)]).encode()
+    async with running_pbx(pbx) as ws_url:
+        svc = IngestService(settings, Channels(("127.0.0.1", 0), ws_url))
+        await svc.start()
+        try:
+            assert await svc.publisher.wait_connected(60)  # type: ignore[attr-defined]
+            assert await svc.wait_accepting(60)
+            address = svc.webhook_address
+            assert address is not None
+            url = f"http://127.0.0.1:{address[1]}/rwi-events"
+            async with aiohttp.ClientSession(
+                    headers={"Authorization": f"Bearer {TOKEN}"}) as http:
+                async with asyncio.timeout(30):
+                    async with http.post(url, data=single) as response:
+                        answer = await response.json()
+                        assert response.status == 413, answer
+                        assert (answer["reason"], answer["events"]) == ("event_too_large", 0)
+                    async with http.post(url, data=batch) as response:
+                        answer = await response.json()
+                        assert response.status == 413, answer
+                        assert (answer["reason"], answer["events"]) == ("event_too_large", 2)
+                    async with http.post(url, data=lines("webhook_current.jsonl")[0]) as ok:
+                        assert ok.status == 200  # the publisher is healthy, nothing stuck
+            async with asyncio.timeout(60):  # two live frames and the resume's two events
+                while svc.metrics.total("dead_letters_total") < 3 or svc.metrics.value(
+                        "events_published_total", channel="ws") < 2:
+                    await asyncio.sleep(0.05)
+        finally:
+            await svc.stop()
+    records = await read_topics(kafka_bootstrap, all_topics(topic_prefix))
+    store = EventEncoder(topic_prefix).store()
+    dead_topic = dead_letter_topic(topic_prefix)
+    letters = [avro.decode(r.value, store).record for r in records if r.topic == dead_topic]
+    assert sorted(x["source"] for x in letters) == ["webhook", "webhook", "ws"]
+    for letter in letters:
+        assert letter["reason"] == "event_too_large"
+        assert 0 < len(letter["raw"]) < two_mib and "truncated" in letter["detail"]
+    assert any(single.startswith(x["raw"]) for x in letters)
+    assert any(big_frame.startswith(x["raw"]) for x in letters)
+    keys = sorted(r.key for r in records if r.topic != dead_topic)
+    assert b"a-1" in keys and b"c-3" in keys and not [k for k in keys if k.startswith(b"big")]
+    assert len(keys) == 2 + 1 + 2 + 2  # batch rest, the 200, two frames, two resumed

@@ -153,3 +153,70 @@ def test_a_restored_tracker_numbers_like_the_one_that_was_restarted() -> None:
     assert restored.assign(key, "webhook", "", "t1") == 1  # a redelivery keeps its number
     assert restored.assign(key, "webhook", "", "t3") == 3  # a new repetition continues
     assert restored.assign(key, "websocket", "", None) == 0  # another path starts from 0
+
+
+def _keys(*names: str) -> list[bytes]:
+    return [fact_key("pbx", "agent_state_changed", {"to_status": n}) for n in names]
+
+
+def test_a_replay_is_aligned_with_what_was_received_live() -> None:
+    """A 1.0 resume replays the server's cache without sequence or timestamp: events received
+    before the drop keep their occurrences, events missed during it are new — even when the
+    same facts repeat, and when the cache holds events never sent to this session."""
+    tracker = OccurrenceTracker()
+    idle, busy, wrap, other, owner = _keys("idle", "busy", "wrap", "other", "owner-only")
+    live = [idle, busy, wrap, idle, busy, wrap, idle, busy]
+    got = [tracker.assign(k, "ws", "", None) for k in live]
+    assert got == [0, 0, 0, 1, 1, 1, 2, 2]
+    # The cache: the last four received live (with an event sent only to another session
+    # in between), then three events of the gap.
+    replay = [busy, wrap, owner, idle, busy, wrap, idle, other]
+    aligned = tracker.align_replay(replay, "ws", "")
+    assert aligned == [1, 1, None, 2, 2, None, None, None]
+    assigned = [a if a is not None else tracker.assign(k, "ws", "", None)
+                for k, a in zip(replay, aligned, strict=True)]
+    assert assigned == [1, 1, 0, 2, 2, 2, 3, 0]
+    # A second replay right after lines up with the first one's new events too.
+    again = tracker.align_replay([wrap, idle, other], "ws", "")
+    assert again == [2, 3, 0]
+
+
+def test_a_replay_without_overlap_is_all_new() -> None:
+    tracker = OccurrenceTracker()
+    idle, busy, gap = _keys("idle", "busy", "gap")
+    for k in (idle, busy):
+        tracker.assign(k, "ws", "", None)
+    assert tracker.align_replay([gap, gap], "ws", "") == [None, None]
+    assert OccurrenceTracker().align_replay([gap], "ws", "") == [None]
+
+
+def test_a_replay_passes_over_frames_the_server_does_not_cache() -> None:
+    """The server's own session_resumed frame is received live but never cached: the
+    alignment must not stop at it."""
+    tracker = OccurrenceTracker()
+    a, b, marker, c, d = _keys("a", "b", "session_resumed", "c", "d")
+    for k in (a, b, marker, c):
+        tracker.assign(k, "ws", "", None)
+    assert tracker.align_replay([a, b, c, d], "ws", "") == [0, 0, 0, None]
+
+
+def _replay(tracker: OccurrenceTracker, keys: list[bytes]) -> list[int | None]:
+    """What BodyConverter.convert_replay does with the tracker: align, assign, rewrite."""
+    aligned = tracker.align_replay(keys, "ws", "")
+    start = tracker.replay_start
+    assigned = [a if a is not None else tracker.assign(k, "ws", "", None)
+                for k, a in zip(keys, aligned, strict=True)]
+    tracker.rewrite_history("ws", "", start, list(zip(keys, assigned, strict=True)))
+    return aligned
+
+
+def test_replays_in_a_row_stay_aligned() -> None:
+    """A replay delivers events never sent live (owner delivery) in among those received
+    live; the history takes the replay's order, so the next, longer replay lines up too."""
+    tracker = OccurrenceTracker()
+    a, b, c, owner, gap1, d, gap2 = _keys("a", "b", "c", "owner", "gap1", "d", "gap2")
+    for k in (a, b, c):
+        tracker.assign(k, "ws", "", None)
+    assert _replay(tracker, [a, owner, b, c, gap1]) == [0, None, 0, 0, None]
+    tracker.assign(d, "ws", "", None)
+    assert _replay(tracker, [a, owner, b, c, gap1, d, gap2]) == [0, 0, 0, 0, 0, 0, None]

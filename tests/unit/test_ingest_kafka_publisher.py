@@ -13,8 +13,8 @@ from aiokafka.partitioner import murmur2 as aiokafka_murmur2
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from connectors.ingest.kafka_publisher import KafkaPublisher, murmur2
-from connectors.ingest.publisher import BrokerUnavailable
+from connectors.ingest.kafka_publisher import KafkaPublisher, max_request_size, murmur2
+from connectors.ingest.publisher import BrokerUnavailable, MessageTooLarge
 from pipelines.encode import OutgoingMessage
 from pipelines.settings import IngestSettings
 
@@ -87,7 +87,8 @@ def message(topic: str, key: str, size: int = 10) -> OutgoingMessage:
 
 @pytest.fixture
 async def rig() -> AsyncIterator[tuple[KafkaPublisher, FakeProducer]]:
-    publisher = KafkaPublisher("127.0.0.1:1", IngestSettings(), topics=[])
+    # Plain batches come from the producer's create_batch (compressed ones would not).
+    publisher = KafkaPublisher("127.0.0.1:1", IngestSettings(compression="none"), topics=[])
     producer = FakeProducer()
     publisher._producer = producer
     publisher._connected = True
@@ -163,3 +164,41 @@ async def test_queued_messages_fail_when_the_producer_is_gone(rig: Any) -> None:
     with pytest.raises(BrokerUnavailable):
         await publisher.submit([message("t", "a"), message("t", "b")])
     assert publisher.in_flight_messages == 0
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+async def test_a_message_over_the_limit_is_refused_for_good(rig: Any, batch: int) -> None:
+    """Not BrokerUnavailable, which callers retry: no retry could ever deliver it."""
+    publisher, producer = rig
+    limit = publisher.max_message_bytes
+    assert limit < max_request_size(publisher.settings)  # room for framing
+    big = message("t", "big", size=limit + 1)
+    with pytest.raises(MessageTooLarge) as refused:
+        await publisher.submit([message("t", "a")] * (batch - 1) + [big])
+    assert not refused.value.retriable
+    assert producer.sent == [] and publisher.in_flight_messages == 0
+    assert publisher.ready  # a refused message says nothing about the broker
+    ack = await publisher.submit([message("t", "fits", size=limit - 100)])
+    producer.ack_all()
+    await asyncio.wait_for(ack, 1)
+
+
+def test_the_message_limit_follows_the_request_size() -> None:
+    small, large = IngestSettings(), IngestSettings(max_batch_bytes=2 * 1024 * 1024)
+    assert max_request_size(small) == 1024 * 1024
+    assert (KafkaPublisher("127.0.0.1:1", large).max_message_bytes
+            > KafkaPublisher("127.0.0.1:1", small).max_message_bytes)
+
+
+def test_only_batches_of_several_messages_are_compressed() -> None:
+    from aiokafka.record.default_records import DefaultRecordBatch
+
+    publisher = KafkaPublisher("127.0.0.1:1", IngestSettings(compression="zstd"))
+    producer = FakeProducer()
+    assert isinstance(publisher._new_batch(producer, 1), FakeBatch)  # the producer's, plain
+    batch = publisher._new_batch(producer, 2)
+    for _ in range(2):
+        assert batch.append(key=b"k", value=b"v" * 200, timestamp=None, headers=[])
+    built = DefaultRecordBatch(bytes(batch._build()))
+    assert built.compression_type == DefaultRecordBatch.CODEC_ZSTD
+    assert [record.value for record in built] == [b"v" * 200] * 2

@@ -72,7 +72,7 @@ def test_ingest_table_in_toml(tmp_path: Path) -> None:
     settings = load_settings(config, environ={})
     assert settings.ingest.ack_timeout_s == 2.5 and settings.webhook.path == "/hook"
     assert resolve_compression("none") is None
-    assert resolve_compression("auto") in {"lz4", "gzip"}
+    assert resolve_compression("auto") in {"zstd", "lz4", "gzip"}
     with pytest.raises(ConfigError):
         resolve_compression("brotli")
 

@@ -153,6 +153,44 @@ async def test_body_over_the_limit_is_413(make_rig) -> None:
     assert rig.publisher.messages == []
 
 
+def big_body(call_id: str, blob: int) -> dict[str, object]:
+    template = json.loads(bodies("webhook_current.jsonl")[1])
+    return dict(template, call_id=call_id,
+                event=dict(template["event"], call_id=call_id, blob="x" * blob))
+
+
+async def test_an_event_too_large_for_kafka_is_413_and_dead_lettered(make_rig) -> None:
+    """Under the body limit but over the publisher's message limit: stored as a dead
+    letter (cut to fit), answered 413 ``event_too_large``, never 503 (a retry cannot help)."""
+    rig = await make_rig(InMemoryPublisher(max_message_bytes=20_000), max_body_bytes=64 * 1024)
+    store = EventEncoder().store()
+    raw = json.dumps(big_body("big-1", 40_000)).encode()
+    status, answer, _ = await rig.post(raw)
+    assert (status, answer["reason"], answer["events"]) == (413, "event_too_large", 0)
+    [letter] = rig.publisher.messages
+    assert letter.topic == dead_letter_topic("rwi") and letter.size <= 20_000
+    record = avro.decode(letter.value, store).record
+    assert answer["dead_letter_ids"] == [record["dead_letter_id"]]
+    assert raw.startswith(record["raw"]) and f"of {len(raw)} bytes" in record["detail"]
+    assert rig.publisher.ready
+    assert (await rig.post(bodies("webhook_current.jsonl")[0]))[0] == 200
+
+
+async def test_a_batch_with_an_oversize_event_stores_the_rest(make_rig) -> None:
+    rig = await make_rig(InMemoryPublisher(max_message_bytes=20_000), max_body_bytes=64 * 1024)
+    raw = json.dumps([big_body("a-1", 10), big_body("big-2", 40_000),
+                      big_body("c-3", 10)]).encode()
+    status, answer, _ = await rig.post(raw)
+    assert (status, answer["reason"], answer["events"]) == (413, "event_too_large", 2)
+    assert len(answer["dead_letter_ids"]) == 1
+    keys = sorted(m.key for m in rig.publisher.messages
+                  if m.topic != dead_letter_topic("rwi"))
+    assert keys == [b"a-1", b"c-3"]
+    assert len(rig.publisher.by_topic(dead_letter_topic("rwi"))) == 1
+    assert rig.metrics.value("events_published_total", channel="webhook") == 2
+    assert rig.metrics.total("dead_letters_total") == 1
+
+
 async def test_malformed_bodies_are_400_and_dead_lettered(make_rig) -> None:
     rig = await make_rig()
     store = EventEncoder().store()

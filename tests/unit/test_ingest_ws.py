@@ -229,3 +229,21 @@ async def test_resume_cursor_moves_only_over_acknowledged_events(pbx_factory) ->
     resumes = [c["params"] for c in pbx.commands if c["action"] == "session.resume"]
     assert resumes == [{"last_sequence": 0}, {"last_sequence": 0}]  # asks for them again
     assert metrics.total("publish_failures_total") >= 5
+
+
+async def test_a_frame_too_large_for_kafka_is_dead_lettered_not_retried(pbx_factory) -> None:
+    """The frames around it are published; the listener does not stall on it."""
+    small = frames("ws_frames_current.jsonl")[:2]
+    big = json.dumps({"event_type": "call_ringing", "call_id": "big-1",
+                      "blob": "x" * 50_000}).encode()
+    pbx = FakePbx([small[0], big, small[1]], drop_first_after_frames=False)
+    url = await pbx_factory(pbx)
+    publisher, metrics = InMemoryPublisher(max_message_bytes=20_000), Metrics()
+    listener = listener_for(url, publisher, metrics, resume=False)
+    await run_until(listener, lambda: metrics.total("events_published_total") >= 2)
+    letters = [m for m in publisher.messages if m.topic == "rwi.deadletter.v1"]
+    assert len(publisher.messages) == 3 and len(letters) == 1
+    record = avro.decode(letters[0].value, EventEncoder().store()).record
+    assert record["reason"] == "event_too_large" and big.startswith(record["raw"])
+    assert letters[0].size <= 20_000
+    assert metrics.value("dead_letters_total", channel="ws", reason="event_too_large") == 1
