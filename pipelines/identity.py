@@ -133,7 +133,8 @@ class OccurrenceTracker:
     def __len__(self) -> int:
         return len(self._facts)
 
-    def assign(self, key: bytes, channel: str, target: str, instant: str | None) -> int:
+    def _fact(self, key: bytes) -> _Fact:
+        """The fact's entry, created if new, marked most recently used."""
         fact = self._facts.get(key)
         if fact is None:
             fact = _Fact()
@@ -142,6 +143,10 @@ class OccurrenceTracker:
                 self._facts.popitem(last=False)
         else:
             self._facts.move_to_end(key)
+        return fact
+
+    def assign(self, key: bytes, channel: str, target: str, instant: str | None) -> int:
+        fact = self._fact(key)
         delivery = (channel, target)
         seen = fact.delivered.get(delivery)
         if seen is None:
@@ -265,14 +270,7 @@ class OccurrenceTracker:
         instant maps to it, and the fact has at least ``occurrence + 1`` repetitions. The
         per-path cursor is left alone; ``assign`` skips whatever the path has seen.
         """
-        fact = self._facts.get(key)
-        if fact is None:
-            fact = _Fact()
-            self._facts[key] = fact
-            if len(self._facts) > self._max:
-                self._facts.popitem(last=False)
-        else:
-            self._facts.move_to_end(key)
+        fact = self._fact(key)
         fact.delivered.setdefault((channel, target), set()).add(occurrence)
         if instant is not None:
             fact.by_instant[instant] = occurrence

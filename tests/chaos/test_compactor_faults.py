@@ -4,10 +4,6 @@ a normal run: reconciled against what the PBX sent and the simulator's ground tr
 from __future__ import annotations
 
 import asyncio
-import json
-import os
-import subprocess
-import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,7 +15,8 @@ from pipelines.compact import CompactSettings
 from pipelines.ingest import BodyConverter
 from pipelines.kafka_io import produce_all
 from pipelines.topics import ensure_topics
-from tests.chaos.harness import PBX, REPO, expected_ids, lake_settings, land, reconcile, simulate
+from tests.chaos.harness import PBX, expected_ids, lake_settings, land, reconcile, simulate
+from tests.integration.test_compact_crash import _child
 
 pytestmark = [pytest.mark.kafka, pytest.mark.chaos, pytest.mark.slow]
 
@@ -29,27 +26,6 @@ OPTIONS = {"max_batch_messages": 400, "row_group_rows": 100, "publish": False}
 # in place, the manifest being written or not yet loaded into the database).
 POINTS = ["row_group_written", "file_synced", "file_written", "manifest_written", "committed",
           "warehouse_synced"]
-
-_CHILD = """
-import json, os, signal, sys
-from pipelines.compact import CompactSettings, run_compact
-from pipelines.settings import load_settings
-cfg = json.loads(sys.argv[1])
-seen = 0
-def hook(point):
-    global seen
-    if point == cfg["point"]:
-        seen += 1
-        if seen == cfg["nth"]:
-            os.kill(os.getpid(), signal.SIGKILL)
-run_compact(load_settings(environ=cfg["env"]), CompactSettings(**cfg["options"]), hook=hook)
-"""
-
-
-def _compact_killed(env: dict[str, str], point: str, nth: int) -> int:
-    cfg = json.dumps({"env": env, "point": point, "nth": nth, "options": OPTIONS})
-    return subprocess.run([sys.executable, "-c", _CHILD, cfg], cwd=REPO, timeout=300,
-                          env=dict(os.environ), check=False).returncode
 
 
 @pytest.mark.timeout(900)
@@ -76,7 +52,7 @@ def test_kill_9_of_the_compactor_20_times(
         point = POINTS[wave % len(POINTS)]
         for _ in range(5):
             attempts += 1
-            code = _compact_killed(env, point, 1)
+            code = _child(env, point, 1, merge=False, options=OPTIONS)
             if code == -9:
                 kills += 1
                 break

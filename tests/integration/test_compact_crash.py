@@ -63,8 +63,11 @@ MERGE_POINTS = [("row_group_written", 2), ("merge_file_written", 1), ("manifest_
 
 
 def _child(env: dict[str, str], point: str | None, nth: int, merge: bool,
-           timer: float | None = None) -> int:
-    cfg = {"env": env, "point": point, "nth": nth, "merge": merge, "options": OPTIONS}
+           timer: float | None = None, options: dict[str, Any] | None = None) -> int:
+    """Run one compaction (or merge) in a child process that SIGKILLs itself the ``nth``
+    time it reaches ``point``; its exit code (0, or -9 when it was killed)."""
+    cfg = {"env": env, "point": point, "nth": nth, "merge": merge,
+           "options": OPTIONS if options is None else options}
     proc = subprocess.Popen([sys.executable, "-c", _CHILD, json.dumps(cfg)], cwd=REPO,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
