@@ -39,7 +39,7 @@ dagster: setup kafka-jars
 	DAGSTER_HOME=$(CURDIR)/.dagster $(BIN)/dagster dev -h 127.0.0.1 -p 3000
 
 bench: setup kafka-jars
-	@for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+	$(BIN)/python bench/run_all.py
 
 clean-data:
 	@echo "removes ./data (lake, DuckDB, local broker data) — stop the broker first"

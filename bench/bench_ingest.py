@@ -47,6 +47,7 @@ import aiohttp
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.summary import Figure, add_argument, write  # noqa: E402
 from connectors.ingest.metrics import Metrics  # noqa: E402
 from connectors.ingest.runtime import tune_garbage_collector  # noqa: E402
 from connectors.ingest.service import IngestService  # noqa: E402
@@ -450,6 +451,7 @@ def main() -> int:
                         help=f"comma-separated subset of {', '.join(CASES)}")
     parser.add_argument("--client", choices=("raw", "aiohttp"), default="raw",
                         help="webhook load generator (default: a minimal HTTP/1.1 client)")
+    add_argument(parser)
     args = parser.parse_args()
     args.cases = {c.strip() for c in args.cases.split(",") if c.strip()}
     if not args.cases or not args.cases <= set(CASES):
@@ -474,6 +476,9 @@ def main() -> int:
     for row in rows:
         print(f"| {row.case:<24} | {row.ingest:>11,.0f} | {row.bare:>13,.0f} | "
               f"{row.ingest / row.bare:>5.2f} | {row.goal:<27} | {'yes' if row.met else 'no'}")
+    write(args.summary, [Figure(row.case, f"{row.ingest:,.0f} events/s",
+                                f"bare {row.bare:,.0f}/s", row.ingest / row.bare, row.goal,
+                                row.met) for row in rows])
     return 0
 
 

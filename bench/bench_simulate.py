@@ -33,6 +33,7 @@ sys.path.insert(0, str(REPO))
 
 import orjson  # noqa: E402
 
+from bench.summary import Figure, add_argument, write  # noqa: E402
 from connectors.simulator.config import DEFAULT_START, SimConfig  # noqa: E402
 from connectors.simulator.report import write_truth  # noqa: E402
 from connectors.simulator.runner import FLUSH_EVERY, RunOptions, build, run  # noqa: E402
@@ -103,6 +104,7 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--phase", help=argparse.SUPPRESS)
     parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
+    add_argument(parser)
     args = parser.parse_args()
     if args.phase:
         print(json.dumps(phase(args.phase, args.calls, args.seed, args.work)))
@@ -112,11 +114,11 @@ def main() -> int:
         common = ["--calls", str(args.calls), "--seed", str(args.seed), "--work", tmp]
         results = [_child([*common, "--phase", name])
                    for name in ("current", "v1.0", "baseline", "truth")]
-    _report(results, args.calls)
+    write(args.summary, _report(results, args.calls))
     return 0
 
 
-def _report(results: list[dict[str, Any]], calls: int) -> None:
+def _report(results: list[dict[str, Any]], calls: int) -> list[Figure]:
     baseline = next(r for r in results if r["phase"] == "baseline")
     base_wall = baseline["events"] / baseline["wall_s"]
     base_cpu = baseline["events"] / baseline["cpu_s"]
@@ -129,13 +131,18 @@ def _report(results: list[dict[str, Any]], calls: int) -> None:
         name = "truth rows" if r["phase"] == "truth" else r["phase"]
         print(f"{name:<10} {r['events']:>9,} {r['wall_s']:>7.2f} {wall:>9,.0f} {cpu:>9,.0f} "
               f"{wall / base_wall:>7.2f} {cpu / base_cpu:>8.2f} {r['peak_rss_mb']:>7.0f}MB")
+    figures: list[Figure] = []
     for dialect in ("current", "v1.0"):
         r = next(r for r in results if r["phase"] == dialect)
         wall, cpu = r["events"] / r["wall_s"], r["events"] / r["cpu_s"]
         print(f"\nsimulate --dialect {dialect} --out: {wall:,.0f} events/s wall, {cpu:,.0f} per "
               f"CPU-s (goal ≥ {GOAL:,}); {wall / base_wall:.2f}× the orjson dumps+write baseline",
               end="")
+        figures.append(Figure(f"simulate --out, {dialect}", f"{wall:,.0f} events/s",
+                              f"orjson dump + write {base_wall:,.0f}/s", wall / base_wall,
+                              f"≥ {GOAL:,} ev/s", wall >= GOAL))
     print()
+    return figures
 
 
 if __name__ == "__main__":
