@@ -303,7 +303,7 @@ class WsListener:
         # replay then stands for them (its alignment with the frames received before the
         # drop must not see them twice); otherwise they are converted, before the reply.
         for raw, received_at in burst:
-            if b'"action_id"' in raw:
+            if b'"action_id"' in raw and _is_command_reply(raw):
                 reply = self._reply(raw)
                 if reply is None:
                     if self._holding and not self._resume_ids:  # the resume failed
@@ -481,3 +481,13 @@ def _v1_replay_count(reply: dict[str, object]) -> int:
         return 0
     count = data.get("replayed_count")
     return count if isinstance(count, int) and count > 0 else 0
+
+
+def _is_command_reply(raw: bytes) -> bool:
+    """A reply to a command (``type: command_*``); anything else is an event frame, converted
+    or dead-lettered like any other, never dropped."""
+    try:
+        doc = json.loads(raw)
+    except ValueError:
+        return False
+    return isinstance(doc, dict) and str(doc.get("type", "")).startswith("command_")

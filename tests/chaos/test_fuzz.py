@@ -5,6 +5,7 @@ a reason; nothing may raise, and the server answers only 200 or 400."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 from collections import Counter
@@ -15,11 +16,15 @@ from pathlib import Path
 import pytest
 
 from connectors.ingest.memory import InMemoryPublisher
+from connectors.ingest.metrics import Metrics
 from connectors.ingest.service import Channels, IngestService
+from connectors.ingest.wsclient import WsConfig, WsListener
 from pipelines import avro
+from pipelines.catalog import dead_letter_topic
 from pipelines.ingest import BodyConverter
 from pipelines.settings import load_settings
 from tests.chaos.harness import RESULTS, Reconciliation, simulate
+from tests.fixtures.ingest.fake_pbx import TOKEN, FakePbx, running_pbx
 
 pytestmark = [pytest.mark.chaos, pytest.mark.slow]
 INPUTS = 100_000
@@ -149,3 +154,45 @@ async def test_fuzzed_bodies_through_the_webhook_server(tmp_path: Path) -> None:
         await svc.stop()
     assert set(statuses) <= {200, 400}, statuses
     assert sum(statuses.values()) == len(inputs)
+
+
+@pytest.mark.timeout(600)
+async def test_fuzzed_frames_through_the_websocket_listener(tmp_path: Path) -> None:
+    """2,000 of the same inputs as WebSocket frames from a loopback PBX to the real listener:
+    each becomes at least one message (events or a dead letter); none is dropped."""
+    rng = random.Random(77)
+    inputs = [raw for raw, _ in zip(_inputs(_seeds(tmp_path), rng), range(2_000), strict=False)]
+    # A text frame must be UTF-8: the PBX's websocket library would refuse anything else.
+    texts = [raw for raw in inputs if _utf8(raw)]
+    pbx = FakePbx(texts, drop_first_after_frames=False)
+    publisher, metrics = InMemoryPublisher(), Metrics()
+    async with running_pbx(pbx) as url:
+        config = WsConfig(url=url, token=TOKEN, reconnect_initial_s=0.01, reconnect_max_s=0.05)
+        listener = WsListener(config, BodyConverter("pbx-fuzz"), publisher, metrics,
+                              lambda: datetime.now(UTC))
+        task = asyncio.create_task(listener.run())
+        try:
+            async with asyncio.timeout(120):
+                while metrics.total("bodies_received_total") < len(texts) + 2:
+                    await asyncio.sleep(0.05)
+                await asyncio.sleep(0.5)
+        finally:
+            await listener.stop()
+            await asyncio.wait_for(task, 10)
+    assert pbx.connections == 1  # no frame broke the connection
+    # What each frame must become does not depend on the connection: convert them offline.
+    offline = BodyConverter("pbx-fuzz")
+    now = datetime.now(UTC)
+    expected = [offline.convert(t, source="ws", received_at=now) for t in texts]
+    dead = [m for m in publisher.messages if m.topic == dead_letter_topic("rwi")]
+    assert len(dead) == sum(len(c.dead_letters) for c in expected) > 100
+    replayed = 2  # the events of the PBX double's resume reply
+    assert len(publisher.messages) == sum(len(c.messages) for c in expected) + replayed
+
+
+def _utf8(raw: bytes) -> bool:
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True

@@ -247,3 +247,17 @@ async def test_a_frame_too_large_for_kafka_is_dead_lettered_not_retried(pbx_fact
     assert record["reason"] == "event_too_large" and big.startswith(record["raw"])
     assert letters[0].size <= 20_000
     assert metrics.value("dead_letters_total", channel="ws", reason="event_too_large") == 1
+
+
+async def test_a_frame_that_only_mentions_action_id_is_not_dropped(pbx_factory) -> None:
+    """Only command replies (``type: command_*``) are taken as replies; an event frame or
+    garbage carrying an ``action_id`` key is converted or dead-lettered like any other."""
+    odd = [b'{"event_type":"call_ringing","call_id":"c-odd","action_id":"x"}',
+           b'{"action_id": "y", "broken": ']
+    pbx = FakePbx(odd, drop_first_after_frames=False)
+    url = await pbx_factory(pbx)
+    publisher, metrics = InMemoryPublisher(), Metrics()
+    listener = listener_for(url, publisher, metrics)
+    await run_until(listener, lambda: len(publisher.messages) >= 4)  # + 2 replayed events
+    assert [m.key for m in publisher.messages if m.key == b"c-odd"] == [b"c-odd"]
+    assert metrics.total("dead_letters_total") == 1
