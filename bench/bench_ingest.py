@@ -301,7 +301,6 @@ async def ws_ingest(url: str, count: int, bootstrap: str, prefix: str) -> float:
     tune_garbage_collector()  # as the service's own process does (run_until_signalled)
     await svc.publisher.start()  # type: ignore[attr-defined]
     assert await svc.publisher.wait_connected(60)  # type: ignore[attr-defined]
-    assert await svc.wait_accepting(60)
     metrics = Metrics()
     config = WsConfig(url=url, resume=True, max_frame_bytes=16 * 1024 * 1024)
     listener = WsListener(config, svc.converter, svc.publisher, metrics,

@@ -1,8 +1,9 @@
 """Every benchmark in one go, then one table of figures, baselines, ratios and goals.
 
-Each script runs in its own process with its own output shown as it goes; the ingest and
-compaction benchmarks start a local Kafka broker of their own unless
-``KAFKA_BOOTSTRAP_SERVERS`` is set. Freshness is measured by a test that drives
+Each script runs in its own process with its own output shown as it goes. Unless
+``KAFKA_BOOTSTRAP_SERVERS`` is set, one local Kafka broker is started for all of them (on
+free loopback ports, or ``RWI_KAFKA_PORT`` / ``RWI_KAFKA_CONTROLLER_PORT``) and stopped at
+the end. Freshness is measured by a test that drives
 ``dagster dev`` (``pytest tests/dagster/test_ui.py -k catches_up -s``), not here.
 
     .venv/bin/python bench/run_all.py [--quick] [--only simulate,ingest,compact,analytics]
@@ -11,6 +12,8 @@ compaction benchmarks start a local Kafka broker of their own unless
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import subprocess
 import sys
 import tempfile
@@ -20,6 +23,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
+from bench.bench_ingest import kafka  # noqa: E402
 from bench.summary import Figure, read  # noqa: E402
 
 # name -> (script, full-size arguments, --quick arguments)
@@ -44,7 +48,12 @@ def main() -> int:
         parser.error(f"--only takes names from {', '.join(BENCHES)}")
     figures: list[tuple[str, Figure]] = []
     failed: list[str] = []
-    with tempfile.TemporaryDirectory(prefix="rwi-bench-all-") as tmp:
+    needs_kafka = bool({"ingest", "compact"} & set(chosen))
+    with contextlib.ExitStack() as stack:
+        tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="rwi-bench-all-"))
+        env = dict(os.environ)
+        if needs_kafka:
+            env["KAFKA_BOOTSTRAP_SERVERS"] = stack.enter_context(kafka())
         for name in chosen:
             script, full, quick = BENCHES[name]
             out = Path(tmp) / f"{name}.json"
@@ -52,7 +61,7 @@ def main() -> int:
             started = time.monotonic()
             code = subprocess.run([sys.executable, str(HERE / script),
                                    *(quick if args.quick else full), "--summary", str(out)],
-                                  check=False).returncode
+                                  env=env, check=False).returncode
             print(f"-- {name}: exit {code} after {time.monotonic() - started:.0f}s", flush=True)
             if code != 0 or not out.exists():
                 failed.append(name)
