@@ -25,7 +25,6 @@ import asyncio
 import json
 import resource
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -37,7 +36,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.summary import Figure, add_argument, write  # noqa: E402
+from bench.summary import Figure, add_argument, run_phase, write  # noqa: E402
 from pipelines import avro  # noqa: E402
 from pipelines.catalog import all_topics  # noqa: E402
 from pipelines.compact import CompactSettings, current_specs, run_compact  # noqa: E402
@@ -150,11 +149,7 @@ def phase(name: str, bootstrap: str, prefix: str, data_dir: Path, batch: int) ->
 
 
 def _child(args: list[str]) -> dict[str, Any]:
-    out = subprocess.run([sys.executable, __file__, *args], cwd=REPO, capture_output=True,
-                         text=True, check=False)
-    if out.returncode != 0:
-        raise SystemExit(f"phase {args} failed:\n{out.stderr[-3000:]}")
-    return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+    return run_phase(__file__, args, REPO)
 
 
 def main() -> int:

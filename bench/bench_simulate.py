@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import resource
-import subprocess
 import sys
 import tempfile
 import time
@@ -33,7 +32,7 @@ sys.path.insert(0, str(REPO))
 
 import orjson  # noqa: E402
 
-from bench.summary import Figure, add_argument, write  # noqa: E402
+from bench.summary import Figure, add_argument, run_phase, write  # noqa: E402
 from connectors.simulator.config import DEFAULT_START, SimConfig  # noqa: E402
 from connectors.simulator.report import write_truth  # noqa: E402
 from connectors.simulator.runner import FLUSH_EVERY, RunOptions, build, run  # noqa: E402
@@ -90,11 +89,7 @@ def phase(name: str, calls: int, seed: int, work: Path) -> dict[str, Any]:
 
 
 def _child(args: list[str]) -> dict[str, Any]:
-    out = subprocess.run([sys.executable, __file__, *args], cwd=REPO, capture_output=True,
-                         text=True, check=False)
-    if out.returncode != 0:
-        raise SystemExit(f"phase {args} failed:\n{out.stderr[-3000:]}")
-    return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+    return run_phase(__file__, args, REPO)
 
 
 def main() -> int:

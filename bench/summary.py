@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
+import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -31,3 +34,13 @@ def write(path: Path | None, figures: list[Figure]) -> None:
 
 def read(path: Path) -> list[Figure]:
     return [Figure(**row) for row in json.loads(path.read_text())]
+
+
+def run_phase(script: str, args: list[str], cwd: Path) -> dict[str, Any]:
+    """Run one measured phase of a benchmark in a fresh process (``script --phase …``, which
+    prints its measurements as one JSON line last), so phases do not share caches or heap."""
+    out = subprocess.run([sys.executable, script, *args], cwd=cwd, capture_output=True,
+                         text=True, check=False)
+    if out.returncode != 0:
+        raise SystemExit(f"phase {args} failed:\n{out.stderr[-3000:]}")
+    return dict(json.loads(out.stdout.strip().splitlines()[-1]))
