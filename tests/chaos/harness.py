@@ -46,6 +46,7 @@ from pipelines.compact import CompactSettings, run_compact
 from pipelines.ingest import BodyConverter
 from pipelines.settings import Settings, load_settings
 from pipelines.warehouse import WarehousePaths
+from tests.integration.test_ingest_faults import wait_healthy
 
 REPO = Path(__file__).resolve().parents[2]
 TOKEN = "chaos-webhook-token"
@@ -165,19 +166,9 @@ class Ingest:
         self.starts += 1
 
     async def healthy(self, timeout_s: float = 90.0) -> None:
-        assert self.port is not None
-        url = f"http://127.0.0.1:{self.port}/healthz"
-        async with aiohttp.ClientSession() as http, asyncio.timeout(timeout_s):
-            while True:
-                assert self.proc is not None and self.proc.poll() is None, (
-                    f"ingest exited with {self.proc and self.proc.returncode}; see {self.log}")
-                try:
-                    async with http.get(url) as response:
-                        if response.status == 200:
-                            return
-                except aiohttp.ClientError:
-                    pass
-                await asyncio.sleep(0.05)
+        assert self.port is not None and self.proc is not None
+        await wait_healthy(f"http://127.0.0.1:{self.port}/healthz", timeout_s, self.proc,
+                           self.log)
 
     def kill9(self) -> None:
         assert self.proc is not None

@@ -55,9 +55,14 @@ async def stored_call_ids(bootstrap: str, prefix: str) -> set[str]:
     return {avro.decode(r.value, store).record["meta"]["call_id"] for r in records}
 
 
-async def wait_healthy(url: str, timeout_s: float = 60.0) -> None:
+async def wait_healthy(url: str, timeout_s: float = 60.0,
+                       proc: subprocess.Popen[bytes] | None = None,
+                       log: Path | None = None) -> None:
+    """Until ``url`` answers 200; fails at once when ``proc`` (the service) has exited."""
     async with aiohttp.ClientSession() as http, asyncio.timeout(timeout_s):
         while True:
+            assert proc is None or proc.poll() is None, (
+                f"ingest exited with {proc.returncode if proc else None}; see {log}")
             try:
                 async with http.get(url) as response:
                     if response.status == 200:
