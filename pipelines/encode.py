@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -95,6 +96,9 @@ class EventEncoder:
                 len(header[0]) + len(header[1]) + _HEADER_NAME_BYTES,
             )
         self._encoded: dict[str, bytes] = {}
+        # Arrival numbers of deliveries without an instant: from the start time in ns, so a
+        # later run's are larger (pipelines.identity.occurrence_note).
+        self._arrival = time.time_ns()
 
     def schemas(self) -> list[avro.AvroSchema]:
         return [*self._schemas.values(), self._dead]
@@ -130,8 +134,12 @@ class EventEncoder:
         ]
         size = len(key) + len(out) + fixed + len(source) + len(dialect) + len(event_type)
         if event.fact:
+            arrival = None
+            if event.instant is None:  # its place in the path's history (occurrence_note)
+                arrival = self._arrival
+                self._arrival += 1
             note = occurrence_note(event.fact, event.occurrence, event.source,
-                                   event.envelope_call_id or "", event.instant)
+                                   event.envelope_call_id or "", event.instant, arrival)
             headers.append((OCCURRENCE_HEADER, note))
             size += len(OCCURRENCE_HEADER) + len(note)
         return OutgoingMessage(topic, key, bytes(out), headers, size)

@@ -16,8 +16,10 @@ Rule: an event's identity is (pbx, fact type, fact content, occurrence).
   the same occurrence because both channels carry one call's events in dispatch order.
 The occurrence table is bounded (LRU by fact). It survives restarts through Kafka: every
 message carries an ``rwi.occurrence`` header (:func:`occurrence_note`: fact key, occurrence,
-channel, target, instant), and a starting ingest service reads the recent tail of its topics
-back into the table (:mod:`pipelines.identity_restore`) before it accepts events. Without
+channel, target, instant, and for a delivery without an instant its arrival order), and a
+starting ingest service reads the recent tail of its topics back into the table
+(:mod:`pipelines.identity_restore`) before it accepts events — the paths' histories too, so
+the first 1.0 replay after a restart is aligned like any other. Without
 that, a restarted service would count each repeated fact from 0 again and give a new
 repetition the id of an old one. A fact whose repetitions are older than that tail is
 counted from 0 again.
@@ -30,7 +32,7 @@ from collections import OrderedDict, deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
 from pipelines.catalog import ALIASES
 from pipelines.events import canonical_json_bytes
@@ -77,25 +79,54 @@ OCCURRENCE_HEADER = "rwi.occurrence"
 _KEY_BYTES = 32
 
 
+class OccurrenceNote(NamedTuple):
+    """One ``assign`` decision as an ``rwi.occurrence`` header carries it."""
+
+    key: bytes
+    occurrence: int
+    channel: str
+    target: str
+    instant: str | None
+    arrival: int | None = None
+    """For a delivery without an instant: where it came in its path's history, as an
+    increasing number (see :func:`occurrence_note`); None in notes written before it was
+    recorded."""
+
+
 def occurrence_note(key: bytes, occurrence: int, channel: str, target: str,
-                    instant: str | None) -> bytes:
-    """The ``rwi.occurrence`` header value: enough to replay one ``assign`` decision."""
-    tail = "\x00".join((channel, target, instant if instant is not None else ""))
+                    instant: str | None, arrival: int | None = None) -> bytes:
+    """The ``rwi.occurrence`` header value: enough to replay one ``assign`` decision.
+
+    ``arrival`` orders the deliveries that carry no instant, whose path history a 1.0
+    replay is aligned against (OccurrenceTracker.align_replay); a service numbers them from
+    its start time in nanoseconds, one up per delivery, so the numbers of a later run are
+    larger. Layout: 32-byte key, 4-byte occurrence, instant flag, then channel, target,
+    instant and (when given) arrival in decimal, separated by NUL."""
+    parts = [channel, target, instant if instant is not None else ""]
+    if arrival is not None:
+        parts.append(str(arrival))
     flag = b"\x01" if instant is not None else b"\x00"
-    return key + occurrence.to_bytes(4, "big") + flag + tail.encode("utf-8", "surrogatepass")
+    return (key + occurrence.to_bytes(4, "big") + flag
+            + "\x00".join(parts).encode("utf-8", "surrogatepass"))
 
 
-def parse_occurrence_note(note: bytes) -> tuple[bytes, int, str, str, str | None] | None:
-    """``(key, occurrence, channel, target, instant)``, or None for a malformed header."""
+def parse_occurrence_note(note: bytes) -> OccurrenceNote | None:
+    """The decision a header records, or None for a malformed one."""
     if len(note) < _KEY_BYTES + 5:
         return None
     key, occurrence = note[:_KEY_BYTES], int.from_bytes(note[_KEY_BYTES:_KEY_BYTES + 4], "big")
     has_instant = note[_KEY_BYTES + 4] == 1
     parts = note[_KEY_BYTES + 5:].decode("utf-8", "surrogatepass").split("\x00")
-    if len(parts) != 3:
+    if len(parts) not in (3, 4):
         return None
-    channel, target, instant = parts
-    return key, occurrence, channel, target, instant if has_instant else None
+    arrival = None
+    if len(parts) == 4:
+        if not parts[3].isdigit():
+            return None
+        arrival = int(parts[3])
+    channel, target, instant = parts[:3]
+    return OccurrenceNote(key, occurrence, channel, target,
+                          instant if has_instant else None, arrival)
 
 
 def event_id(key: bytes, occurrence: int) -> str:
@@ -129,6 +160,8 @@ class OccurrenceTracker:
         self._history_len = live_history
         # Where the last aligned replay begins in its path's history (see rewrite_history).
         self.replay_start = 0
+        # While restoring: per path, the arrival number of each delivery without an instant.
+        self._restoring: dict[tuple[str, str], dict[tuple[bytes, int], int]] = {}
 
     def __len__(self) -> int:
         return len(self._facts)
@@ -263,19 +296,48 @@ class OccurrenceTracker:
         return out
 
     def restore(self, key: bytes, occurrence: int, channel: str, target: str,
-                instant: str | None) -> None:
+                instant: str | None, arrival: int | None = None) -> None:
         """Replay a decision :meth:`assign` made before a restart (read back from Kafka).
 
         Idempotent and order-insensitive: the delivery path has seen ``occurrence``, the
         instant maps to it, and the fact has at least ``occurrence + 1`` repetitions. The
-        per-path cursor is left alone; ``assign`` skips whatever the path has seen.
+        per-path cursor is left alone; ``assign`` skips whatever the path has seen. A
+        delivery without an instant but with its ``arrival`` number is kept for the path's
+        history, which :meth:`finish_restore` puts back in arrival order.
         """
         fact = self._fact(key)
         fact.delivered.setdefault((channel, target), set()).add(occurrence)
         if instant is not None:
             fact.by_instant[instant] = occurrence
+        elif arrival is not None:
+            arrivals = self._restoring.get((channel, target))
+            if arrivals is None:
+                arrivals = self._restoring[(channel, target)] = {}
+            entry = (key, occurrence)
+            # An event published again by a replay keeps its latest place, as
+            # rewrite_history gave it.
+            if arrival > arrivals.get(entry, -1):
+                arrivals[entry] = arrival
+            if len(arrivals) > 4 * self._history_len:  # keep memory bounded while reading
+                newest = sorted(arrivals.items(), key=lambda item: item[1])
+                self._restoring[(channel, target)] = dict(newest[-2 * self._history_len:])
         if occurrence >= fact.count:
             fact.count = occurrence + 1
+
+    def finish_restore(self) -> int:
+        """Rebuild each path's history from the restored deliveries without an instant:
+        the newest ``live_history`` of them, in arrival order, ahead of anything received
+        since. Returns how many history entries were restored."""
+        restored = 0
+        for path, arrivals in self._restoring.items():
+            ordered = sorted(arrivals.items(), key=lambda item: item[1])
+            entries = [entry for entry, _ in ordered[-self._history_len:]]
+            history = self._history.get(path)
+            live = list(history) if history is not None else []
+            self._history[path] = deque(entries + live, maxlen=self._history_len)
+            restored += len(entries)
+        self._restoring.clear()
+        return restored
 
 
 _ANCHOR_WINDOW = 16  # history events that must match backwards from an anchor

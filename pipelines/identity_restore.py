@@ -5,7 +5,8 @@ memory; each message also records its decision in an ``rwi.occurrence`` header. 
 service accepts events, it reads the newest ``max_per_partition`` messages of every
 partition of its topics and replays those headers into its tracker, so a restart — graceful
 or kill -9 — neither gives a new repetition the id of an old one nor a redelivered body a
-new id. Only headers are looked at; values are not decoded.
+new id, and a 1.0 server's first replay after it is aligned with the frames received before
+(the paths' histories are restored too). Only headers are looked at; values are not decoded.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ class RestoreSummary:
     restored: int
     malformed: int
     seconds: float
+    history: int = 0
+    """Deliveries without an instant put back into their paths' histories."""
 
 
 async def restore_occurrences(
@@ -94,8 +97,9 @@ async def restore_occurrences(
         raise BrokerError(f"restoring event identities from {bootstrap}: {exc}") from exc
     finally:
         await stop_consumer(consumer)
+    history = tracker.finish_restore()
     summary = RestoreSummary(len(partitions), messages, restored, malformed,
-                             time.monotonic() - began)
+                             time.monotonic() - began, history)
     if malformed:
         log.warning("%d messages had a malformed %s header", malformed, OCCURRENCE_HEADER)
     return summary

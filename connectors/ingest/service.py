@@ -216,8 +216,9 @@ class IngestService:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.settings.ingest.reconnect_max_s)
                 continue
-            log.info("restored %d event identities from %d messages of %d partitions in %.1fs",
-                     summary.restored, summary.messages, summary.partitions, summary.seconds)
+            log.info("restored %d event identities (%d in path histories) from %d messages "
+                     "of %d partitions in %.1fs", summary.restored, summary.history,
+                     summary.messages, summary.partitions, summary.seconds)
             return
 
     async def _start_webhook(self, host: str, port: int) -> None:

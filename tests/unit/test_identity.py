@@ -128,8 +128,12 @@ def test_an_occurrence_note_round_trips() -> None:
     key = fact_key("pbx", "call_ringing", {"call_id": "c1"})
     for instant in (None, "", "2026-11-02T08:00:00.123Z", "17"):
         note = occurrence_note(key, 3, "webhook", "c1", instant)
-        assert parse_occurrence_note(note) == (key, 3, "webhook", "c1", instant)
+        assert parse_occurrence_note(note) == (key, 3, "webhook", "c1", instant, None)
+    note = occurrence_note(key, 3, "ws", "", None, 1_764_000_000_000_000_123)
+    assert parse_occurrence_note(note) == (key, 3, "ws", "", None, 1_764_000_000_000_000_123)
     assert parse_occurrence_note(b"short") is None
+    assert parse_occurrence_note(note + b"x") is None  # arrival not a number
+    assert parse_occurrence_note(note + b"\x00more") is None
 
 
 def test_a_restored_tracker_numbers_like_the_one_that_was_restarted() -> None:
@@ -220,3 +224,63 @@ def test_replays_in_a_row_stay_aligned() -> None:
     assert _replay(tracker, [a, owner, b, c, gap1]) == [0, None, 0, 0, None]
     tracker.assign(d, "ws", "", None)
     assert _replay(tracker, [a, owner, b, c, gap1, d, gap2]) == [0, 0, 0, 0, 0, 0, None]
+
+
+def _v1_frame(status: str) -> bytes:
+    """A live 1.0 WebSocket frame: neither sequence nor timestamp."""
+    return json.dumps({"agent_state_changed": {"agent_id": "1001", "to_status": status}}).encode()
+
+
+def _notes(converted: list) -> list:  # type: ignore[type-arg]
+    return [parse_occurrence_note(value) for c in converted for m in c.messages
+            for name, value in m.headers if name == "rwi.occurrence"]
+
+
+def test_a_restarted_service_aligns_its_first_replay_like_the_one_before() -> None:
+    """The history a 1.0 replay is aligned against is restored from the occurrence headers,
+    in arrival order, so the first replay after a restart gives the events received before
+    it their old ids instead of doubling them."""
+    statuses = ["idle", "busy", "wrap", "idle", "busy", "wrap", "idle", "busy"]
+    live = [(_v1_frame(s), NOW) for s in statuses]
+    # The server's cache: the last five received live, then two missed during the drop.
+    replay = [(_v1_frame(s), NOW) for s in [*statuses[3:], "wrap", "idle"]]
+    before = BodyConverter("pbx")
+    received = [before.convert(raw, source="ws", received_at=at) for raw, at in live]
+    ids_live = [e.event_id for c in received for e in c.events]
+
+    # What the service that was not restarted makes of the replay ...
+    kept = [e.event_id for c in before.convert_replay(replay, source="ws") for e in c.events]
+    assert kept[:5] == ids_live[3:]  # received live: the same ids
+    assert not set(kept[5:]) & set(ids_live)  # missed: new ones
+
+    # ... and what a restarted one makes of it, its tracker restored from the headers (read
+    # back in any order, as partitions interleave).
+    restarted = BodyConverter("pbx")
+    for note in reversed(_notes(received)):
+        assert note is not None and note.arrival is not None
+        restarted.normalizer.tracker.restore(*note)
+    assert restarted.normalizer.tracker.finish_restore() == len(statuses)
+    again = [e.event_id for c in restarted.convert_replay(replay, source="ws") for e in c.events]
+    assert again == kept
+
+    # Without the history (headers written before arrivals were recorded) the replay doubled.
+    forgetful = BodyConverter("pbx")
+    for note in _notes(received):
+        forgetful.normalizer.tracker.restore(*note[:5])
+    doubled = [e.event_id for c in forgetful.convert_replay(replay, source="ws") for e in c.events]
+    assert set(doubled[:5]).isdisjoint(ids_live[3:])
+
+
+def test_a_replayed_event_keeps_its_latest_place_in_the_restored_history() -> None:
+    """An event published again by a replay appears twice in the headers; the restored
+    history follows the replay's order, as rewrite_history left it."""
+    tracker = OccurrenceTracker(live_history=8)
+    a, b, c = _keys("a", "b", "c")
+    tracker.restore(a, 0, "ws", "", None, 10)
+    tracker.restore(b, 0, "ws", "", None, 11)
+    tracker.restore(c, 0, "ws", "", None, 12)
+    tracker.restore(a, 0, "ws", "", None, 13)  # replayed after c
+    tracker.restore(b, 0, "webhook", "C", "t1", None)  # has an instant: not in a history
+    assert tracker.finish_restore() == 3
+    assert list(tracker._history[("ws", "")]) == [(b, 0), (c, 0), (a, 0)]
+    assert ("webhook", "C") not in tracker._history
