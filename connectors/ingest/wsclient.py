@@ -16,15 +16,24 @@ the resume on reconnect replays from the last sequence whose events (and every e
 one) were acknowledged. An event too large for one Kafka message is converted into a dead
 letter (reason ``event_too_large``, raw bytes cut to fit) and the frames after it go on as
 usual: no retry could ever deliver it.
+
+A frame over ``max_frame_bytes`` cannot be read at all: the connection is closed (1009)
+before it is. That is recorded as a dead letter (reason ``frame_too_large``, with the sizes;
+the bytes were never read) and the next connections accept frames up to twice as large, or
+as large as the refused one, up to ``FRAME_LIMIT_GROWTH`` times the setting — so the resume
+delivers the frame (then converted, or dead-lettered as ``event_too_large``) instead of the
+listener reconnecting into the same refusal until the PBX's cache lets it go.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import random
+import re
 import ssl
 import uuid
 from collections import deque
@@ -36,8 +45,10 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+from websockets.frames import CloseCode
 
 from pipelines.encode import OutgoingMessage
+from pipelines.events import DeadLetter
 from pipelines.ingest import BodyConverter, Converted
 
 from .metrics import Metrics
@@ -97,6 +108,10 @@ def _with_query_token(url: str, token: str) -> str:
     return urlunsplit(parts._replace(query=urlencode(query)))
 
 
+FRAME_LIMIT_GROWTH = 16
+"""How far past ``max_frame_bytes`` the frame limit may grow after a frame was refused."""
+FRAME_TOO_LARGE = "frame_too_large"
+
 MAX_HELD_FRAMES = 2000
 """Frames held while waiting for a resume reply before giving up on it (a server's cache
 holds 1,000 events)."""
@@ -136,6 +151,10 @@ class WsListener:
         self._closing: set[asyncio.Future[None]] = set()
         # Submitted bursts in order: [highest sequence or None, state]; see _advance.
         self._unacked: deque[list[object]] = deque()
+        # The frame limit in force (raised after a refusal) and dead letters of refused
+        # frames not yet published.
+        self.max_frame_bytes = config.max_frame_bytes
+        self._refusals: list[OutgoingMessage] = []
 
     @property
     def display_url(self) -> str:
@@ -156,6 +175,7 @@ class WsListener:
         while not self._stopping.is_set():
             self._subscribed = False
             try:
+                await self._publish_refusals()
                 await self._session()
             except (OSError, TimeoutError, InvalidHandshake, InvalidURI, ConnectionClosed,
                     PublishError) as exc:
@@ -164,6 +184,9 @@ class WsListener:
                     raise
                 log.warning("websocket disconnected url=%s error=%s", self.display_url,
                             type(exc).__name__ + (f": {exc}" if str(exc) else ""))
+                if (isinstance(exc, ConnectionClosed) and exc.sent is not None
+                        and exc.sent.code == CloseCode.MESSAGE_TOO_BIG):
+                    self._refused(exc.sent.reason)
             finally:
                 self.connected = False
                 self._ws = None
@@ -183,6 +206,43 @@ class WsListener:
                 async with asyncio.timeout(delay):
                     await self._stopping.wait()
         await self._wait_pending()
+        with contextlib.suppress(PublishError):
+            await self._publish_refusals()
+        if self._refusals:
+            log.error("%d frame_too_large dead letters were not published (broker "
+                      "unavailable at shutdown)", len(self._refusals))
+
+    def _refused(self, reason: str) -> None:
+        """A frame over the limit closed the connection: dead-letter the incident and let
+        the next connections read a larger frame (see the module docstring)."""
+        limit = self.max_frame_bytes
+        ceiling = self.config.max_frame_bytes * FRAME_LIMIT_GROWTH
+        found = re.search(r"with (\d+) bytes", reason)
+        size = int(found.group(1)) if found else 0
+        grown = min(ceiling, max(2 * limit, size))
+        detail = (f"a frame over the {limit}-byte limit was refused and the connection closed "
+                  f"({reason}); its bytes were not read. ")
+        if grown > limit:
+            detail += f"Frames up to {grown} bytes are accepted from now on, so a resume can " \
+                      "deliver it."
+        else:
+            detail += (f"The limit is at its ceiling ({FRAME_LIMIT_GROWTH} x [websocket] "
+                       "max_frame_bytes): raise max_frame_bytes to receive it.")
+        received_at = self.clock()
+        letter = DeadLetter.build(f"{received_at.isoformat()} {detail}".encode(), source="ws",
+                                  pbx=self.converter.pbx, received_at=received_at,
+                                  reason=FRAME_TOO_LARGE, detail=detail)
+        letter = dataclasses.replace(letter, raw=b"")
+        self._refusals.append(self.converter.encoder.encode_dead_letter(letter))
+        self.metrics.inc("dead_letters_total", channel="ws", reason=FRAME_TOO_LARGE)
+        log.error("websocket frame refused: %s", detail)
+        self.max_frame_bytes = grown
+
+    async def _publish_refusals(self) -> None:
+        """Publish the dead letters of refused frames (kept for the next try on failure)."""
+        if self._refusals:
+            await self.publisher.publish(self._refusals)
+            self._refusals = []
 
     async def stop(self) -> None:
         self._stopping.set()
@@ -198,7 +258,7 @@ class WsListener:
             url,
             additional_headers=headers,
             subprotocols=[SUBPROTOCOL],  # type: ignore[list-item]
-            max_size=cfg.max_frame_bytes,
+            max_size=self.max_frame_bytes,
             ping_interval=cfg.ping_interval_s,
             ping_timeout=cfg.ping_timeout_s,
             open_timeout=cfg.open_timeout_s,

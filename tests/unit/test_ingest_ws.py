@@ -261,3 +261,29 @@ async def test_a_frame_that_only_mentions_action_id_is_not_dropped(pbx_factory) 
     await run_until(listener, lambda: len(publisher.messages) >= 4)  # + 2 replayed events
     assert [m.key for m in publisher.messages if m.key == b"c-odd"] == [b"c-odd"]
     assert metrics.total("dead_letters_total") == 1
+
+
+async def test_a_frame_over_the_frame_limit_is_dead_lettered_then_received(pbx_factory) -> None:
+    """A frame over ``max_frame_bytes`` closes the connection before it is read: the incident
+    is a ``frame_too_large`` dead letter, and the limit grows, so the resume that follows
+    delivers the frame instead of the listener reconnecting into the same refusal."""
+    small = [json.loads(f) for f in frames("ws_frames_current.jsonl")[:2]]
+    big = {"event_type": "call_ringing", "call_id": "big-1", "blob": "x" * 50_000}
+    live = [json.dumps(small[0]).encode(), json.dumps(big).encode(),
+            json.dumps(small[1]).encode()]
+    pbx = FakePbx(live, drop_first_after_frames=False, cache=[big, small[1]])
+    url = await pbx_factory(pbx)
+    publisher, metrics = InMemoryPublisher(), Metrics()
+    listener = listener_for(url, publisher, metrics, max_frame_bytes=20_000)
+    await run_until(listener, lambda: any(m.key == b"big-1" for m in publisher.messages))
+
+    letters = [avro.decode(m.value, EventEncoder().store()).record
+               for m in publisher.messages if m.topic == "rwi.deadletter.v1"]
+    assert letters and {r["reason"] for r in letters} == {"frame_too_large"}
+    assert "over the 20000-byte limit" in letters[0]["detail"] and letters[0]["raw"] == b""
+    # Refused once live, then the resume reply (the cache) until the limit had grown enough.
+    assert metrics.value("dead_letters_total", channel="ws", reason="frame_too_large") == len(
+        letters)
+    assert 20_000 < listener.max_frame_bytes <= 16 * 20_000
+    keys = [m.key for m in publisher.messages if m.topic != "rwi.deadletter.v1"]
+    assert keys.count(b"big-1") == 1 and small[0]["call_id"].encode() in keys
