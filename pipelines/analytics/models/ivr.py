@@ -37,6 +37,14 @@ exited AS (
     WHERE call_id IS NOT NULL AND event_type = 'ivr_node_exited'
 ),
 exit_occ AS (
+    -- A node exited once in its call (nearly all): that exit closes its only entry.
+    SELECT call_id, node_id, any_value(exited_at) AS exited_at, 0 AS occ,
+        any_value(result_value) AS result_value, any_value(duration_ms) AS duration_ms,
+        any_value(next_node_id) AS next_node_id, any_value(hangup_reason) AS hangup_reason,
+        any_value(call_result) AS call_result, any_value(event_extra) AS event_extra
+    FROM exited WHERE node_id IS NOT NULL
+    GROUP BY call_id, node_id HAVING count(*) = 1
+    UNION ALL
     -- The n-th exit of a node closes its n-th entry (a node's visits never overlap).
     SELECT a.call_id, a.node_id, a.exited_at,
         count(*) FILTER (b.exited_at < a.exited_at) AS occ,
@@ -44,13 +52,18 @@ exit_occ AS (
         any_value(a.next_node_id) AS next_node_id, any_value(a.hangup_reason) AS hangup_reason,
         any_value(a.call_result) AS call_result, any_value(a.event_extra) AS event_extra
     FROM exited a JOIN exited b ON b.call_id = a.call_id AND b.node_id = a.node_id
+    WHERE (a.call_id, a.node_id) IN (
+        SELECT call_id, node_id FROM exited GROUP BY call_id, node_id HAVING count(*) > 1)
     GROUP BY a.call_id, a.node_id, a.exited_at
 ),
 visits AS (
+    -- A step trace is a whole visit: its exit facts travel with it.
     SELECT n.call_id, 'tree' AS ivr_kind, n.node_id, n.node_name, n.node_type, n.app_id,
         n.entered_at, n.previous_node_id, n.dialect,
         n.event_time, n.sequence, n.received_at, n.event_id,
-        NULL::VARCHAR AS step_kind_marker
+        NULL AS step_exited_at, NULL AS step_reported_ms, NULL AS step_result_value,
+        NULL AS step_hangup_reason, NULL AS step_call_result, NULL AS step_action_type,
+        NULL AS step_error
     FROM entered n
     UNION ALL
     SELECT call_id, 'step' AS ivr_kind,
@@ -58,14 +71,10 @@ visits AS (
         step_name AS node_name, action_type AS node_type, app_id,
         coalesce(try_cast(step_start_time AS TIMESTAMPTZ), event_time) AS entered_at,
         NULL AS previous_node_id, dialect, event_time, sequence, received_at, event_id,
-        'step' AS step_kind_marker
-    FROM {{ev_ivr}}
-    WHERE call_id IS NOT NULL AND event_type = 'ivr_step_trace'
-),
-steps AS (
-    SELECT event_id, try_cast(step_end_time AS TIMESTAMPTZ) AS exited_at,
-        duration_ms AS reported_ms, trigger_type AS result_value, end_reason AS hangup_reason,
-        result_kind AS call_result, action_type, error AS step_error
+        try_cast(step_end_time AS TIMESTAMPTZ) AS step_exited_at,
+        duration_ms AS step_reported_ms, trigger_type AS step_result_value,
+        end_reason AS step_hangup_reason, result_kind AS step_call_result,
+        action_type AS step_action_type, error AS step_error
     FROM {{ev_ivr}}
     WHERE call_id IS NOT NULL AND event_type = 'ivr_step_trace'
 ),
@@ -77,40 +86,38 @@ keyed AS (
     FROM visits v LEFT JOIN ends e USING (call_id)
 ),
 ranks AS (
-    -- Visits of one call are few: counting the earlier ones beats sorting them all.
+    -- Visits of one call are few: counting the earlier ones beats sorting them all. The
+    -- app of a traversal is its first tree visit's, else its first visit's.
     SELECT a.event_id,
         count(*) FILTER (b.ivr_index = a.ivr_index AND b.vkey < a.vkey) AS visit_index,
         count(*) FILTER (b.vkey < a.vkey) AS call_visit_index,
         count(*) FILTER (b.node_id = a.node_id AND b.ivr_kind = 'tree' AND b.vkey < a.vkey)
-            AS node_occ
+            AS node_occ,
+        coalesce(
+            arg_min(b.app_id, b.entered_at) FILTER (
+                b.ivr_index = a.ivr_index AND b.app_id IS NOT NULL AND b.ivr_kind = 'tree'),
+            arg_min(b.app_id, b.entered_at) FILTER (
+                b.ivr_index = a.ivr_index AND b.app_id IS NOT NULL)) AS run_app_id
     FROM keyed a JOIN keyed b ON b.call_id = a.call_id
     GROUP BY a.event_id
 ),
-run_app AS (
-    SELECT call_id, ivr_index,
-        coalesce(arg_min(app_id, entered_at) FILTER (ivr_kind = 'tree'),
-                 arg_min(app_id, entered_at)) AS app_id
-    FROM keyed WHERE app_id IS NOT NULL GROUP BY call_id, ivr_index
-),
 joined AS (
-    SELECT v.*, r.visit_index, r.call_visit_index,
-        coalesce(x.exited_at, st.exited_at) AS exited_at,
-        coalesce(x.duration_ms, st.reported_ms) AS reported_ms,
-        coalesce(x.result_value, st.result_value) AS result_value,
+    SELECT v.*, r.visit_index, r.call_visit_index, r.run_app_id,
+        coalesce(x.exited_at, v.step_exited_at) AS exited_at,
+        coalesce(x.duration_ms, v.step_reported_ms) AS reported_ms,
+        coalesce(x.result_value, v.step_result_value) AS result_value,
         x.next_node_id,
-        coalesce(x.hangup_reason, st.hangup_reason) AS hangup_reason,
-        coalesce(x.call_result, st.call_result) AS call_result,
-        coalesce(json_extract_string(x.event_extra, '$.action_type'), st.action_type)
-            AS action_type,
-        st.step_error
+        coalesce(x.hangup_reason, v.step_hangup_reason) AS hangup_reason,
+        coalesce(x.call_result, v.step_call_result) AS call_result,
+        coalesce(json_extract_string(x.event_extra, '$.action_type'), v.step_action_type)
+            AS action_type
     FROM keyed v
     JOIN ranks r USING (event_id)
     LEFT JOIN exit_occ x ON v.ivr_kind = 'tree' AND x.call_id = v.call_id
         AND x.node_id = v.node_id AND x.occ = r.node_occ
-    LEFT JOIN steps st ON v.ivr_kind = 'step' AND st.event_id = v.event_id
 )
 SELECT
-    v.call_id, ra.app_id, v.ivr_index::INTEGER AS ivr_index,
+    v.call_id, v.run_app_id AS app_id, v.ivr_index::INTEGER AS ivr_index,
     v.visit_index::INTEGER AS visit_index, v.call_visit_index::INTEGER AS call_visit_index,
     v.ivr_kind, v.node_id, v.node_name, v.node_type, v.entered_at, v.exited_at,
     coalesce(v.reported_ms, rwi_ms(v.entered_at, v.exited_at))::BIGINT AS dwell_ms,
@@ -120,7 +127,6 @@ SELECT
     v.next_node_id, v.previous_node_id, v.action_type, v.hangup_reason, v.call_result,
     v.step_error, v.dialect
 FROM joined v
-LEFT JOIN run_app ra ON ra.call_id = v.call_id AND ra.ivr_index = v.ivr_index
 """
 
 PATHS = f"""
