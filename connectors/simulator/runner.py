@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import gc
 import io
 import sys
@@ -11,15 +10,18 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
-
-from tqdm import tqdm
+from typing import IO, TYPE_CHECKING, Any
 
 from connectors.simulator.config import SimConfig
 from connectors.simulator.engine import MultiSimulation, Simulation
 from connectors.simulator.report import summary, write_truth
-from connectors.simulator.webhook import WebhookSender, WebhookStats
-from connectors.simulator.ws_server import RwiWsServer
+
+# The network sinks (aiohttp, websockets, asyncio) and the progress bar take a noticeable
+# share of a short run's start-up: they are imported when a run needs them.
+if TYPE_CHECKING:
+    from tqdm import tqdm
+
+    from connectors.simulator.webhook import WebhookStats
 
 FLUSH_EVERY = 8192
 
@@ -71,6 +73,8 @@ def build(cfg: SimConfig, opts: RunOptions) -> MultiSimulation:
 def run(cfg: SimConfig, opts: RunOptions) -> RunResult:
     """Generate, deliver, write the truth; returns the summary and delivery statistics."""
     if opts.webhook or opts.ws or opts.rate or opts.duration:
+        import asyncio
+
         return asyncio.run(run_async(cfg, opts))
     multi = build(cfg, opts)
     started = time.perf_counter()
@@ -114,6 +118,11 @@ def _deliver_sync(multi: MultiSimulation, out: IO[str] | None, bar: tqdm | None)
 
 async def _deliver_async(multi: MultiSimulation, opts: RunOptions, out: IO[str] | None,
                          bar: tqdm | None) -> RunResult:
+    import asyncio
+
+    from connectors.simulator.webhook import WebhookSender
+    from connectors.simulator.ws_server import RwiWsServer
+
     senders = [WebhookSender(opts.webhook, headers=opts.headers, timeout_ms=opts.timeout_ms,
                              lag_drop=opts.lag_drop) for _ in multi.sims] if opts.webhook else []
     for sender in senders:
@@ -187,6 +196,8 @@ def _progress(cfg: SimConfig, opts: RunOptions) -> Iterator[tqdm | None]:
         if total < 2000 and opts.progress is None and not opts.rate:
             yield None
             return
+    from tqdm import tqdm
+
     bar = tqdm(total=total, unit=unit, file=sys.stderr, disable=None if opts.progress is None
                else not opts.progress, desc="simulate", leave=False)
     try:
