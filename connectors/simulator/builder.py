@@ -125,7 +125,18 @@ class Gen:
         return leg
 
     def set_context(self, leg: Leg) -> None:
-        """The enrichment context each dialect attaches to the leg's call-scoped events."""
+        """The enrichment context this dialect attaches to the leg's call-scoped events."""
+        if self.v1:
+            v1: dict[str, Any] = {"caller": leg.caller, "callee": leg.callee}
+            if leg.caller_name:
+                v1["caller_name"] = leg.caller_name
+            if leg.callee_name:
+                v1["callee_name"] = leg.callee_name
+            v1["direction"] = leg.direction
+            if leg.trunk:
+                v1["trunk"] = leg.trunk
+            leg.ctx_v1 = v1
+            return
         cur: dict[str, Any] = {
             "session_id": leg.session_id, "caller": leg.caller, "callee": leg.callee,
             "direction": leg.direction,
@@ -141,15 +152,6 @@ class Gen:
         if leg.trunk:
             cur["trunk"] = leg.trunk
         leg.ctx_current = cur
-        v1: dict[str, Any] = {"caller": leg.caller, "callee": leg.callee}
-        if leg.caller_name:
-            v1["caller_name"] = leg.caller_name
-        if leg.callee_name:
-            v1["callee_name"] = leg.callee_name
-        v1["direction"] = leg.direction
-        if leg.trunk:
-            v1["trunk"] = leg.trunk
-        leg.ctx_v1 = v1
 
     def v1_context(self, t: int, leg: Leg, **updates: str | None) -> None:
         """1.0's context grows during the call (app, routing target, agent)."""

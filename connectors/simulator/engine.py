@@ -84,13 +84,26 @@ class Simulation:
 
     def body_batches(self) -> Iterator[list[str]]:
         """Webhook bodies, a batch at a time, in send order (the fast path)."""
-        bodies_of = self.wire.bodies
-        for _facts, ems, _owner in self._rendered(track=False):
-            bodies = bodies_of(ems)
+        render_bodies = self.wire.render_bodies
+        fanout = self.wire.renderer.fanout
+        events, deliveries = self.counts.events, self.counts.deliveries
+        for facts in self.model.batches():
+            kinds: list[str] = []
+            bodies = render_bodies(facts, kinds)
+            deliveries.update(kinds)
+            # An event is counted once however many deliveries it fans out to.
+            events.update(kinds)
+            if fanout:
+                events.subtract(fanout)
+                fanout.clear()
             if self.duplicates:
                 bodies = self._with_duplicates(bodies)
             self.counts.bodies += len(bodies)
             yield bodies
+            if self._stop:
+                self.cutoff = self.model.last_t
+                return
+        self.complete = True
 
     def _with_duplicates(self, bodies: list[str]) -> list[str]:
         out: list[str] = []

@@ -10,6 +10,7 @@ the un-enriched original.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from typing import Any
 
 from connectors.simulator.records import Fact, Leg
@@ -136,8 +137,13 @@ class CurrentRenderer:
         # kind -> (dispatch, never enriched?)
         self._plans: dict[str, tuple[str, bool]] = {
             kind: (dispatch, kind in _UNKEYED) for kind, (_, dispatch) in _SPEC.items()}
-        self._direct = {k: v for k, v in self._plans.items() if k not in self._custom}
+        # kind -> dispatch, for the typed events enriched with their leg's context
+        self._keyed = {k: dispatch for k, (dispatch, unkeyed) in self._plans.items()
+                       if k not in self._custom and not unkeyed}
         self._by_keys = _BY_KEYS
+        # Deliveries beyond the first of one event (``send_to_owner_at`` fan-out), per type,
+        # until the caller takes them.
+        self.fanout: Counter[str] = Counter()
 
     def _context(self, leg: Leg) -> tuple[str, ...]:
         """Encode the leg's context once (again after it changes)."""
@@ -157,19 +163,22 @@ class CurrentRenderer:
 
     def render(self, fact: Fact) -> list[Emission]:
         t, _, kind, leg, data = fact
-        plan = self._direct.get(kind)
-        if plan is None:
-            return self._custom[kind](t, leg, data)
-        if leg is None or plan[1]:
-            return self._templated(t, kind, plan, leg, data)
+        dispatch = self._keyed.get(kind)
+        if dispatch is None or leg is None:
+            custom = self._custom.get(kind)
+            if custom is not None:
+                return custom(t, leg, data)
+            return self._templated(t, kind, self._plans[kind], leg, data)
+        # A typed event of a leg, enriched with its context: the common case.
         cid = leg.call_id
         values = leg.ctx_frag or self._context(leg)
         build = leg.ctx_builds.get(kind) or self._build(kind, leg.ctx_sig)
         text = build(data, cid, values)
         routes = data.get("_routes")
         if routes:
+            self.fanout[kind] += len(routes) - 1
             return [(t, kind, r, "O", r, text, (kind, data, cid)) for r in routes]
-        return [(t, kind, cid, plan[0], cid, text, (kind, data, cid))]
+        return [(t, kind, cid, dispatch, cid, text, (kind, data, cid))]
 
     def _templated(self, t: int, kind: str, plan: tuple[str, bool], leg: Leg | None,
                    data: dict[str, Any]) -> list[Emission]:
@@ -191,6 +200,7 @@ class CurrentRenderer:
         raw: Raw = (kind, data, cid)
         routes = data.get("_routes")
         if routes:
+            self.fanout[kind] += len(routes) - 1
             return [(t, kind, r, "O", r, text, raw) for r in routes]
         return [(t, kind, env, dispatch, env, text, raw)]
 

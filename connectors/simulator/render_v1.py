@@ -8,6 +8,7 @@ they do not already carry; the context grows during a call (app, routing target,
 
 from __future__ import annotations
 
+from collections import Counter
 from functools import cache
 from typing import Any
 
@@ -127,7 +128,12 @@ _ENVELOPE_FROM = {"call_bridged": "leg_a", "media_ringback_passthrough_started":
 
 
 _WHOLE: frozenset[str] = frozenset()  # text_cache key of the whole context text
-# kind -> (template, +ctx, dispatch, own fields, field giving the envelope call_id)
+# Every key a leg's 1.0 context can hold (builder.Gen.set_context, Gen.v1_context calls).
+CONTEXT_KEYS = frozenset({"caller", "callee", "caller_name", "callee_name", "direction",
+                          "trunk", "app_id", "routing_target", "agent_id", "agent_name"})
+# kind -> (template, +ctx, dispatch, own fields that can clash with the context (the
+# text_cache key: all other types share the whole context text), field giving the
+# envelope call_id)
 _Plan = tuple[Build, bool, str, frozenset[str], str | None]
 
 
@@ -135,7 +141,7 @@ _Plan = tuple[Build, bool, str, frozenset[str], str | None]
 def _plans() -> dict[str, _Plan]:
     """Every event type's template, compiled once per process."""
     return {kind: (compile_v1(kind, fields, _KEEP_NULL, _FORMAT, _RENAMED), ctx, dispatch,
-                   frozenset(fields), _ENVELOPE_FROM.get(kind))
+                   frozenset(fields) & CONTEXT_KEYS, _ENVELOPE_FROM.get(kind))
             for kind, (fields, ctx, dispatch) in _SPEC.items()}
 
 
@@ -151,28 +157,28 @@ class V1Renderer:
             "call_metadata_updated": self._call_metadata, "session_resumed": self._resumed,
             "_ctx_v1": self._context,
         }
-        self._builds = _plans()
+        self._direct = {k: v for k, v in _plans().items() if k not in self._custom}
         self.sequence = 0
+        self.fanout: Counter[str] = Counter()  # always empty: one delivery per event
 
     def render(self, fact: Fact) -> list[Emission]:
         t, _, kind, leg, data = fact
-        custom = self._custom.get(kind)
-        if custom is not None:
-            return custom(t, leg, data)
-        build, with_ctx, dispatch, own, source = self._builds[kind]
+        plan = self._direct.get(kind)
+        if plan is None:
+            return self._custom[kind](t, leg, data)
+        build, with_ctx, dispatch, own, source = plan
         if leg is None:
             text = build(data, None, "")
-            env = ""
-            route = ""
+            env = route = ""
         else:
+            env = leg.call_id
             if with_ctx:
                 ctx = leg.text_cache.get(own)
                 if ctx is None:
                     ctx = leg.text_cache[own] = _context_text(leg, own)
-                text = build(data, leg.call_id, ctx)
+                text = build(data, env, ctx)
             else:
-                text = build(data, leg.call_id, "")
-            env = leg.call_id
+                text = build(data, env, "")
             route = leg.context if dispatch == "F" else env
         if source is not None:
             env = route = data[source]
@@ -261,6 +267,7 @@ class V1Renderer:
     def _context(self, t: int, leg: Leg | None, data: dict[str, Any]) -> list[Emission]:
         assert leg is not None
         leg.ctx_v1 = {**leg.ctx_v1, **{k: v for k, v in data.items() if v is not None}}
+        assert leg.ctx_v1.keys() <= CONTEXT_KEYS, "a new context key: add it to CONTEXT_KEYS"
         leg.ctx_frag = None
         leg.text_cache = {}
         return []

@@ -87,7 +87,8 @@ def iso_z_ms(t_us: int) -> str:
 
 def iso_z_s(t_us: int) -> str:
     """``2026-11-02T08:00:03Z``: whole seconds (truncated)."""
-    return _seconds(t_us // US) + "Z"
+    sec = t_us // US
+    return (_SECONDS.get(sec) or seconds_text(sec)) + "Z"
 
 
 def truth_time(t_us: int | None) -> str | None:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+from connectors.simulator.records import Fact
 from connectors.simulator.render_current import CurrentRenderer, Emission
 from connectors.simulator.render_v1 import V1Renderer
 from connectors.simulator.templates import enc_sorted, encode_ordered
 from connectors.simulator.templates import encode_str as _s
-from connectors.simulator.timefmt import _SECONDS as _SECONDS_CACHE
-from connectors.simulator.timefmt import PAD9, US, seconds_text
+from connectors.simulator.timefmt import _SECONDS, PAD9, US, seconds_text
 
 V1_FRAMES = ("wrapped", "wrapped-rwi", "flat")
 
@@ -44,30 +44,46 @@ class CurrentWire:
         return (f'{{"call_id":{enc_sorted(em[2])},"event":{em[5]},"event_type":"{em[1]}",'
                 f'"rwi":"1.0","timestamp":"{self.stamp(em[0])}"}}')
 
-    def bodies(self, ems: list[Emission]) -> list[str]:
-        """``body`` for a batch, without a method call per event."""
+    def render_bodies(self, facts: list[Fact], kinds: list[str]) -> list[str]:
+        """Render a batch of facts straight to webhook bodies (``body`` of each emission).
+
+        The emissions are not kept: this is the fast path for sinks that need only the
+        bodies. Appends the event type of every body to ``kinds``, for the counts.
+        """
+        render = self.renderer.render
         out: list[str] = []
-        append = out.append
-        seconds = _SECONDS_CACHE
+        append, kind_of = out.append, kinds.append
         last_t, same = self._last_t, self._same
-        stamp = ""
+        seconds = _SECONDS
+        # The previous batch may end at the instant this one starts with.
+        last_sec = last_t // US
+        prefix = seconds_text(last_sec) if last_t >= 0 else ""
+        nanos0 = (last_t - last_sec * US) * 1000 + 1 + last_t % 397  # at ``last_t``, same == 0
+        frac = ""
         envelope_ids = self._envelope_ids
-        for t, kind, env, _d, _r, text, _raw in ems:
-            env_json = envelope_ids.get(env)
-            if env_json is None:
-                env_json = _envelope_id(envelope_ids, env)
-            if t == last_t:
-                same += 1
-            else:
-                last_t, same = t, 0
-            sec = t // US
-            nanos = (t - sec * US) * 1000 + 1 + t % 397 + 13 * (same if same < 46 else 46)
-            stamp = f"{seconds.get(sec) or seconds_text(sec)}.{str(PAD9 + nanos)[1:]}+00:00"
-            append(f'{{"call_id":{env_json},"event":{text},"event_type":"{kind}","rwi":"1.0",'
-                   f'"timestamp":"{stamp}"}}')
+        for fact in facts:
+            for t, kind, env, _d, _r, text, _raw in render(fact):
+                kind_of(kind)
+                env_json = envelope_ids.get(env)
+                if env_json is None:
+                    env_json = _envelope_id(envelope_ids, env)
+                # _nanos and stamp, inlined: most instants differ from the previous one,
+                # and most seconds equal it.
+                if t != last_t:
+                    last_t, same = t, 0
+                    sec = t // US
+                    if sec != last_sec:
+                        last_sec, prefix = sec, seconds.get(sec) or seconds_text(sec)
+                    nanos0 = (t - sec * US) * 1000 + 1 + t % 397
+                    frac = str(PAD9 + nanos0)[1:]
+                else:
+                    same += 1
+                    frac = str(PAD9 + nanos0 + 13 * (same if same < 46 else 46))[1:]
+                append(f'{{"call_id":{env_json},"event":{text},"event_type":"{kind}",'
+                       f'"rwi":"1.0","timestamp":"{prefix}.{frac}+00:00"}}')
         self._last_t, self._same = last_t, same
-        if stamp:
-            self.last_stamp = stamp
+        if frac:
+            self.last_stamp = f"{prefix}.{frac}+00:00"
         return out
 
     def frame(self, em: Emission) -> str:
@@ -120,24 +136,32 @@ class V1Wire:
         return (f'{{"rwi":"1.0","sequence":{self.renderer.sequence},"timestamp":{em[0] // US},'
                 f'"call_id":{enc_sorted(em[2])},"event_type":"{em[1]}","event":{event}}}')
 
-    def bodies(self, ems: list[Emission]) -> list[str]:
-        """``body`` for a batch, without a method call per event."""
+    def render_bodies(self, facts: list[Fact], kinds: list[str]) -> list[str]:
+        """Render a batch of facts straight to webhook bodies (see ``CurrentWire``)."""
         renderer = self.renderer
+        render = renderer.render
         seq = renderer.sequence
         out: list[str] = []
-        append = out.append
+        append, kind_of = out.append, kinds.append
         nested = self.nested
         envelope_ids = self._envelope_ids
-        for t, kind, env, _d, _r, text, raw in ems:
-            env_json = envelope_ids.get(env)
-            if env_json is None:
-                env_json = _envelope_id(envelope_ids, env)
-            seq += 1
-            if not text:
-                text = self._text((t, kind, env, _d, _r, text, raw), seq)
-            event = f'{{"{kind}":{text}}}' if nested else text
-            append(f'{{"rwi":"1.0","sequence":{seq},"timestamp":{t // US},"call_id":{env_json},'
-                   f'"event_type":"{kind}","event":{event}}}')
+        # The epoch second's digits, made once per second (formatting an int is dear).
+        last_sec, sec_text = -1, ""
+        for fact in facts:
+            for t, kind, env, _d, _r, text, raw in render(fact):
+                kind_of(kind)
+                env_json = envelope_ids.get(env)
+                if env_json is None:
+                    env_json = _envelope_id(envelope_ids, env)
+                seq += 1
+                if not text:
+                    text = self._text((t, kind, env, _d, _r, text, raw), seq)
+                event = f'{{"{kind}":{text}}}' if nested else text
+                sec = t // US
+                if sec != last_sec:
+                    last_sec, sec_text = sec, str(sec)
+                append(f'{{"rwi":"1.0","sequence":{seq},"timestamp":{sec_text},'
+                       f'"call_id":{env_json},"event_type":"{kind}","event":{event}}}')
         renderer.sequence = seq
         return out
 
