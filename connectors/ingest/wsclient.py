@@ -223,8 +223,8 @@ class WsListener:
         detail = (f"a frame over the {limit}-byte limit was refused and the connection closed "
                   f"({reason}); its bytes were not read. ")
         if grown > limit:
-            detail += f"Frames up to {grown} bytes are accepted from now on, so a resume can " \
-                      "deliver it."
+            detail += (f"Frames up to {grown} bytes are accepted from now on, so a resume "
+                       "can deliver it.")
         else:
             detail += (f"The limit is at its ceiling ({FRAME_LIMIT_GROWTH} x [websocket] "
                        "max_frame_bytes): raise max_frame_bytes to receive it.")
